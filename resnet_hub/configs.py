@@ -1,0 +1,385 @@
+"""hub_configs/*.yaml: one file per mmpretrain config, the single source of truth.
+
+Each file is parsed into the frozen dataclasses below; the dataclasses are the schema. A file
+with a missing, unknown or mistyped field raises :class:`HubConfigError` naming the file and the
+dotted field, so a bad edit fails on load rather than deep inside a training run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+__all__ = [
+    "HubConfig", "HubConfigError", "config_dir", "list_configs", "load_config", "load_config_file",
+    "hub_namespace", "hub_repo_id", "closest_names", "DEFAULT_NAMESPACE",
+]
+
+DEFAULT_NAMESPACE = "resnet-hub"
+NAMESPACE_ENV = "RESNET_HUB_NAMESPACE"
+
+
+class HubConfigError(ValueError):
+    """A hub_configs file that does not match the schema."""
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    url: str
+    arxiv: str
+
+
+@dataclass(frozen=True)
+class Source:
+    mmpretrain_version: str
+    config: str
+    paper: Paper
+    license: str
+
+
+@dataclass(frozen=True)
+class Architecture:
+    depth: Literal[18, 34, 50, 101, 152]
+    stem: Literal["v1", "v1c", "v1d", "cifar"]
+
+
+@dataclass(frozen=True)
+class Resize:
+    mode: Literal["shorter_edge", "square"]
+    size: int
+    interpolation: Literal["bilinear", "bicubic", "nearest"]
+    backend: Literal["cv2", "pillow"]
+
+
+@dataclass(frozen=True)
+class EvalPreprocessing:
+    input_size: int
+    resize: Optional[Resize]
+    center_crop: Optional[int]
+    channel_order: Literal["RGB"]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    url: str
+    sha256_prefix: Optional[str]
+    sha256: Optional[str]
+
+    @property
+    def file_name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Results:
+    dataset: str
+    top1: float
+    top5: Optional[float]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    hf_id: str
+    train_split: str
+    eval_split: str
+    image_column: str
+    label_column: str
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    type: Literal["sgd", "lamb"]
+    lr: float
+    weight_decay: float
+    no_weight_decay: tuple[Literal["bias", "norm"], ...]
+    momentum: Optional[float] = None
+    nesterov: Optional[bool] = None
+    betas: Optional[tuple[float, float]] = None
+    eps: Optional[float] = None
+    max_grad_norm: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class LrPhase:
+    """One mmengine param scheduler, in epochs; ``per_iteration`` updates it every step."""
+    type: Literal["linear", "cosine", "multistep"]
+    begin: int
+    end: int
+    start_factor: Optional[float] = None
+    end_factor: Optional[float] = None
+    t_max: Optional[int] = None
+    eta_min: Optional[float] = None
+    milestones: Optional[tuple[int, ...]] = None
+    gamma: Optional[float] = None
+    per_iteration: bool = False
+
+
+@dataclass(frozen=True)
+class Loss:
+    type: Literal["cross_entropy", "bce"]
+    label_smoothing: float
+    smoothing_mode: Optional[Literal["original", "classy_vision", "multi_label"]]
+
+
+@dataclass(frozen=True)
+class BatchAugment:
+    type: Literal["mixup", "cutmix"]
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """One training transform, in pipeline order; fields are those of its ``type``."""
+    type: Literal["random_resized_crop", "horizontal_flip", "rand_augment", "random_crop", "resize"]
+    size: Optional[Union[int, tuple[int, int]]] = None
+    scale: Optional[tuple[float, float]] = None
+    ratio: Optional[tuple[float, float]] = None
+    interpolation: Optional[str] = None
+    backend: Optional[str] = None
+    prob: Optional[float] = None
+    policies: Optional[str] = None
+    num_policies: Optional[int] = None
+    total_level: Optional[int] = None
+    magnitude_level: Optional[float] = None
+    magnitude_std: Optional[float] = None
+    fill: Optional[Union[int, tuple[int, int, int]]] = None
+    padding: Optional[int] = None
+    pad_mode: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Sampler:
+    type: Literal["default", "repeat_aug"]
+    num_repeats: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Precision:
+    type: Literal["fp32", "fp16"]
+    loss_scale: Optional[Union[float, Literal["dynamic"]]]
+
+
+@dataclass(frozen=True)
+class InitFrom:
+    url: str
+    prefix: Optional[str]
+
+
+@dataclass(frozen=True)
+class Training:
+    dataset: Dataset
+    epochs: int
+    devices: int
+    batch_size_per_device: int
+    lr_base_batch_size: int
+    optimizer: Optimizer
+    lr_schedule: tuple[LrPhase, ...]
+    loss: Loss
+    batch_augments: tuple[BatchAugment, ...]
+    augmentation: tuple[Augmentation, ...]
+    sampler: Sampler
+    drop_path_rate: float
+    sync_bn: bool
+    precision: Precision
+    init_from: Optional[InitFrom]
+
+    @property
+    def total_batch_size(self) -> int:
+        return self.devices * self.batch_size_per_device
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    name: str
+    source: Source
+    architecture: Architecture
+    num_classes: int
+    labels: Literal["imagenet-1k", "cifar10", "cifar100", "cub-200-2011"]
+    eval: EvalPreprocessing
+    checkpoint: Checkpoint
+    results: Results
+    training: Training
+    path: Optional[Path] = field(default=None, compare=False, repr=False)
+
+    @property
+    def architecture_name(self) -> str:
+        """The timm architecture this config builds: a stock one, or this plugin's CIFAR one."""
+        suffix = {"v1": "", "v1c": "c", "v1d": "d", "cifar": "_cifar"}[self.architecture.stem]
+        return f"resnet{self.architecture.depth}{suffix}"
+
+    @property
+    def is_stock_timm(self) -> bool:
+        return self.architecture.stem != "cifar"
+
+    @property
+    def crop_pct(self) -> float:
+        e = self.eval
+        return 1.0 if e.resize is None else e.input_size / e.resize.size
+
+    @property
+    def crop_mode(self) -> str:
+        e = self.eval
+        return "squash" if e.resize is not None and e.resize.mode == "square" else "center"
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp``, or HubConfigError naming the dotted field ``where``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(tp)):
+            return None
+        if len(args) == 1:  # Optional[X]: X's own error is the precise one
+            return _coerce(value, args[0], where)
+        for arg in args:
+            try:
+                return _coerce(value, arg, where)
+            except HubConfigError:
+                pass
+        raise HubConfigError(f"field '{where}': {value!r} is none of {' | '.join(map(_type_name, args))}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise HubConfigError(f"field '{where}': {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise HubConfigError(f"field '{where}': expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise HubConfigError(f"field '{where}': expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise HubConfigError(f"field '{where}': expected a number, got {value!r}")
+        return float(value)
+    if tp is int or tp is bool or tp is str:
+        if type(value) is not tp:
+            raise HubConfigError(f"field '{where}': expected {tp.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"schema type {tp} at {where} is not supported")  # a bug in this file
+
+
+def _from_dict(cls, data: Any, where: str = ""):
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, dict):
+        raise HubConfigError(f"field '{where or '<root>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise HubConfigError(f"unknown field '{prefix}{unknown[0]}' (allowed: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING:
+                raise HubConfigError(f"missing field '{prefix}{name}'")
+            continue
+        kwargs[name] = _coerce(data[name], hints[name], prefix + name)
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def config_dir() -> Path:
+    """Where the YAML files are: inside the installed wheel, else the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "hub_configs", here.parent / "hub_configs"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"hub_configs/ not found next to {here}; is the package installed whole?")
+
+
+def load_config_file(path: Union[str, os.PathLike]) -> HubConfig:
+    """Parse and validate one hub_configs YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise HubConfigError(f"{path}: not valid YAML: {e}") from None
+    try:
+        cfg = _from_dict(HubConfig, data)
+    except HubConfigError as e:
+        raise HubConfigError(f"{path}: {e}") from None
+    if cfg.name != path.stem:
+        raise HubConfigError(f"{path}: field 'name' is {cfg.name!r} but the file is {path.name}")
+    return dataclasses.replace(cfg, path=path)
+
+
+@lru_cache(maxsize=None)
+def _all_configs() -> dict[str, HubConfig]:
+    return {p.stem: load_config_file(p) for p in sorted(config_dir().glob("*.yaml"))}
+
+
+def list_configs(pattern: str = "*") -> list[str]:
+    """Config names, optionally filtered by a shell-style pattern."""
+    import fnmatch
+
+    return [n for n in _all_configs() if fnmatch.fnmatchcase(n, pattern)]
+
+
+def closest_names(name: str, n: int = 3) -> list[str]:
+    return difflib.get_close_matches(name, list(_all_configs()), n=n, cutoff=0.4)
+
+
+def load_config(name_or_path: Union[str, os.PathLike]) -> HubConfig:
+    """A config by name (``resnet50_8xb32_in1k``) or by path to a YAML file."""
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or os.sep in text:
+        if not Path(text).is_file():
+            raise FileNotFoundError(f"no config file {text}")
+        return load_config_file(text)
+    try:
+        return _all_configs()[text]
+    except KeyError:
+        hint = closest_names(text)
+        raise ValueError(
+            f"unknown config {text!r}; closest: {', '.join(hint) if hint else 'none'} "
+            f"(all {len(_all_configs())}: resnet_hub.list_configs())"
+        ) from None
+
+
+def hub_namespace() -> str:
+    """The Hub user or organisation the converted weights live under (``RESNET_HUB_NAMESPACE``)."""
+    ns = os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE).strip()
+    # the Hub's own rule for a namespace: letters, digits, '-', '_', '.', no leading/trailing '-' or '.'
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?", ns) or ".." in ns or "--" in ns:
+        raise ValueError(f"{NAMESPACE_ENV}={ns!r} is not a valid Hugging Face namespace "
+                         "(letters, digits, '-', '_', '.'; no '/', no leading or trailing '-' or '.')")
+    return ns
+
+
+def hub_repo_id(name: str) -> str:
+    """``{namespace}/{config}``, validated by huggingface_hub's own repo id rules."""
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id = f"{hub_namespace()}/{name}"
+    validate_repo_id(repo_id)
+    return repo_id
