@@ -1,0 +1,28 @@
+"""resnet_hub: mmpretrain's ResNet model zoo as timm models, on the Hugging Face Hub.
+
+``import resnet_hub`` registers the 22 configs of ``hub_configs/`` with timm and teaches
+``timm.create_model`` the ``hub:`` prefix::
+
+    import timm, resnet_hub
+    model = timm.create_model("hub:resnet50_8xb32_in1k", pretrained=True)
+"""
+__version__ = "0.1.0"
+
+from . import models  # noqa: E402,F401  (registers the zoo with timm)
+from .configs import (  # noqa: E402
+    DEFAULT_NAMESPACE,
+    HubConfig,
+    HubConfigError,
+    hub_namespace,
+    hub_repo_id,
+    list_configs,
+    load_config,
+)
+from .hub_prefix import install as _install_hub_prefix  # noqa: E402
+
+_install_hub_prefix()
+
+__all__ = [
+    "__version__", "DEFAULT_NAMESPACE", "HubConfig", "HubConfigError", "hub_namespace", "hub_repo_id",
+    "list_configs", "load_config",
+]

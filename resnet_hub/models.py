@@ -1,0 +1,137 @@
+"""The mmpretrain ResNet zoo as timm models, on timm's own ``ResNet``.
+
+mmpretrain's stems map onto timm's: ``v1`` is timm's plain 7x7 stem, ``v1c`` its deep stem
+(``stem_type='deep', stem_width=32``), ``v1d`` the deep stem with ``avg_down``. Only the CIFAR
+stem (one 3x3 stride-1 conv, no max-pool) is new, as :class:`CifarResNet`.
+
+Registered here, following ``timm/models/resnet.py``:
+- architectures ``resnet{18,34,50,101,152}_cifar`` (the other architectures are timm's);
+- one model per ``hub_configs/*.yaml`` named after its config, whose pretrained cfg points at
+  ``{RESNET_HUB_NAMESPACE}/{config}`` on the Hugging Face Hub.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from .configs import HubConfig, _all_configs, hub_repo_id
+from .labels import label_names
+
+__all__ = ["CifarResNet", "model_args", "LAYERS"]
+
+LAYERS = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+_STEM_ARGS = {
+    "v1": {},
+    "v1c": dict(stem_width=32, stem_type="deep"),
+    "v1d": dict(stem_width=32, stem_type="deep", avg_down=True),
+    "cifar": {},
+}
+_CIFAR_MEAN_STD = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.201))
+
+
+class CifarResNet(ResNet):
+    """ResNet with mmpretrain's ``ResNet_CIFAR`` stem: a 3x3 stride-1 conv and no max-pool.
+
+    Everything else, blocks, head, feature API, is timm's ``ResNet``; feature reductions are
+    1, 2, 4, 8 for the four stages instead of 4, 8, 16, 32.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.conv1, nn.Conv2d):
+            raise ValueError("CifarResNet takes the plain stem; stem_type must be ''")
+        old = self.conv1
+        self.conv1 = nn.Conv2d(self.in_chans, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False,
+                               device=old.weight.device, dtype=old.weight.dtype)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.maxpool = nn.Identity()
+        self.feature_info = [dict(info, reduction=max(1, info["reduction"] // 4)) for info in self.feature_info]
+
+
+def model_args(cfg: HubConfig) -> dict[str, Any]:
+    """The ``ResNet`` constructor arguments of a config: its variant as data."""
+    block, layers = LAYERS[cfg.architecture.depth]
+    return dict(block=block, layers=layers, num_classes=cfg.num_classes, **_STEM_ARGS[cfg.architecture.stem])
+
+
+def _create_resnet(variant: str, pretrained: bool = False, cifar: bool = False, **kwargs: Any) -> ResNet:
+    return build_model_with_cfg(CifarResNet if cifar else ResNet, variant, pretrained, **kwargs)
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (4, 4), "crop_pct": 1.0,
+        "interpolation": "bilinear", "first_conv": "conv1", "classifier": "fc",
+        "license": "apache-2.0", "paper_ids": ("arXiv:1512.03385",),
+        "paper_name": "Deep Residual Learning for Image Recognition",
+        **_CIFAR_MEAN_STD, **kwargs,
+    }
+
+
+def _config_cfg(cfg: HubConfig) -> dict[str, Any]:
+    e = cfg.eval
+    reduction = 8 if cfg.architecture.stem == "cifar" else 32
+    return _cfg(
+        hf_hub_id=hub_repo_id(cfg.name),
+        num_classes=cfg.num_classes,
+        input_size=(3, e.input_size, e.input_size),
+        pool_size=(e.input_size // reduction,) * 2,
+        crop_pct=cfg.crop_pct,
+        crop_mode=cfg.crop_mode,
+        interpolation=e.resize.interpolation if e.resize else "bilinear",
+        mean=e.mean,
+        std=e.std,
+        first_conv="conv1" if cfg.architecture.stem in ("v1", "cifar") else "conv1.0",
+        label_names=label_names(cfg.labels),
+        license=cfg.source.license,
+        paper_ids=(f"arXiv:{cfg.source.paper.arxiv}",),
+        paper_name=cfg.source.paper.title,
+        origin_url=f"https://github.com/open-mmlab/mmpretrain/blob/v{cfg.source.mmpretrain_version}/{cfg.source.config}",
+        description=f"mmpretrain {cfg.name}, converted from {cfg.checkpoint.url}",
+    )
+
+
+default_cfgs = generate_default_cfgs({
+    **{f"resnet{depth}_cifar": _cfg() for depth in LAYERS},
+    **{name: _config_cfg(cfg) for name, cfg in _all_configs().items()},
+})
+
+
+def _cifar_entrypoint(depth: int):
+    block, layers = LAYERS[depth]
+
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> ResNet:
+        return _create_resnet(f"resnet{depth}_cifar", pretrained, cifar=True,
+                              **dict(dict(block=block, layers=layers), **kwargs))
+
+    entrypoint.__name__ = entrypoint.__qualname__ = f"resnet{depth}_cifar"
+    entrypoint.__doc__ = f"ResNet-{depth} with mmpretrain's CIFAR stem (3x3 stride-1 conv, no max-pool)."
+    return entrypoint
+
+
+def _config_entrypoint(cfg: HubConfig):
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> ResNet:
+        return _create_resnet(cfg.name, pretrained, cifar=cfg.architecture.stem == "cifar",
+                              **dict(model_args(cfg), **kwargs))
+
+    # config names hold '-', so the entrypoint gets its name here rather than from a `def`
+    entrypoint.__name__ = entrypoint.__qualname__ = cfg.name
+    entrypoint.__doc__ = (f"mmpretrain `{cfg.name}`: ResNet-{cfg.architecture.depth} ({cfg.architecture.stem} stem), "
+                          f"{cfg.num_classes} classes of {cfg.labels}, top-1 {cfg.results.top1}.")
+    return entrypoint
+
+
+for _depth in LAYERS:
+    register_model(_cifar_entrypoint(_depth))
+for _cfg_obj in _all_configs().values():
+    register_model(_config_entrypoint(_cfg_obj))
+del _depth, _cfg_obj
