@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def _has_mmpretrain() -> bool:
+    try:
+        import mmpretrain  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+HAS_MMPRETRAIN = _has_mmpretrain()
+requires_mmpretrain = pytest.mark.skipif(
+    not HAS_MMPRETRAIN and not os.environ.get("CI"),
+    reason="mmpretrain (test extra) is not installed",
+)
+
+
+def run_python(code: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
+    """Run ``code`` in a fresh interpreter (for env vars read at import, e.g. HF_HUB_OFFLINE)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RESNET_HUB_"))}
+    full_env.update(env or {})
+    full_env.setdefault("PYTHONPATH", str(REPO))
+    return subprocess.run([sys.executable, "-c", code], env=full_env, cwd=cwd or REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def local_hub():
+    from hub_server import LocalHub
+
+    with LocalHub() as hub:
+        yield hub

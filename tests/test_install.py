@@ -1,0 +1,44 @@
+"""A built wheel, installed into a fresh virtual environment, carries hub_configs/ and works."""
+from __future__ import annotations
+
+import site
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_works_in_fresh_venv(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+                   check=True, capture_output=True)
+    (wheel,) = dist.glob("resnet_hub-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert sum(n.startswith("resnet_hub/hub_configs/") and n.endswith(".yaml") for n in names) == 22
+    assert "resnet_hub/labels/imagenet-1k.txt" in names
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    # torch, timm & co. come from this environment; resnet_hub only from the wheel
+    venv_site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "venv" / venv_site.split(str(venv) + "/", 1)[1] / "deps.pth").write_text(
+        "\n".join(site.getsitepackages()) + "\n")
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, capture_output=True)
+    code = (
+        "import resnet_hub, timm, torch\n"
+        "assert resnet_hub.__file__.startswith(%r), resnet_hub.__file__\n"
+        "from resnet_hub.configs import config_dir\n"
+        "assert str(config_dir()).startswith(%r)\n"
+        "assert len(resnet_hub.list_configs()) == 22\n"
+        "m = timm.create_model('hub:resnet18_8xb16_cifar10').eval()\n"
+        "print(m(torch.randn(1, 3, 32, 32)).shape)\n"
+    ) % (str(venv), str(venv))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([str(py), "-W", "error", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch.Size([1, 10])" in proc.stdout
