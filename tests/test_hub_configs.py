@@ -68,7 +68,8 @@ def _base() -> dict:
     (lambda d: d["architecture"].update(stem="v2"), "field 'architecture.stem'"),
     (lambda d: d["eval"].update(mean=[0.5, 0.5]), "field 'eval.mean'"),
     (lambda d: d["training"].update(optimiser={}), "unknown field 'training.optimiser'"),
-    (lambda d: d["training"]["lr_schedule"][0].update(milestones=["30"]), "field 'training.lr_schedule[0].milestones[0]'"),
+    (lambda d: d["training"]["lr_schedule"][0].update(milestones=["30"]),
+     "field 'training.lr_schedule[0].milestones[0]'"),
     (lambda d: d.update(num_classes=True), "field 'num_classes'"),
 ])
 def test_bad_file_error_names_file_and_field(tmp_path, edit, field):
