@@ -134,11 +134,12 @@ def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str,
     source checkpoint (e.g. a bundle from the trainer) the card does not claim mmpretrain's
     weights or results, and lists the provenance it was given.
     """
+    from huggingface_hub import ModelCard
+
     try:
-        from huggingface_hub import ModelCard
-    except ImportError as e:  # pragma: no cover - huggingface_hub is a core dependency
-        raise ImportError(f"rendering a model card needs huggingface_hub: {e}") from None
-    import jinja2  # noqa: F401  (the hub extra; fail here with a clear name rather than deep inside)
+        import jinja2  # noqa: F401  (ModelCard.from_template renders with it)
+    except ImportError:
+        raise ImportError("rendering the model card needs jinja2: pip install 'resnet_hub[hub]'") from None
 
     provenance = dict(provenance or {})
     converted = is_converted(provenance)
