@@ -6,7 +6,8 @@ architecture (``resnet50``, ``resnet101d``, ...), so plain timm loads them with 
 ``local-dir:`` without this package; CIFAR configs name ``resnetN_cifar`` from this package.
 
 Files appear whole or not at all: the bundle is written into a temporary folder beside the
-target, then moved into place file by file with ``os.replace``.
+target, then moved into place file by file with ``os.replace``. :func:`validate_bundle` checks a
+folder is exactly such a bundle, and a sound one, before anything uploads it.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import os
 import shutil
 import struct
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from safetensors.torch import save
@@ -29,6 +31,8 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
 BUNDLE_FILES = (WEIGHTS, CONFIG, CARD)
+# weights formats that are pickles (or may hold one): never part of a bundle, never uploaded
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt", ".tar", ".joblib", ".npz", ".npy", ".h5")
 
 
 def hub_config(model: torch.nn.Module, cfg: HubConfig) -> dict:
@@ -76,8 +80,13 @@ def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.Pa
     """Write ``model`` as a Hub bundle into ``output_dir`` and return it.
 
     ``provenance`` goes into the weights' metadata (e.g. ``source_url``, ``source_sha256``,
-    ``parity``); ``card`` is the README.md text, written when given.
+    ``parity``); ``card`` is the README.md text, rendered from the provenance by
+    :func:`resnet_hub.card.render_card` when not given.
     """
+    if card is None:
+        from .card import render_card
+
+        card = render_card(cfg, model, provenance or {})
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -93,3 +102,152 @@ def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.Pa
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
+
+
+# ----------------------------------------------------------------------------- checking a bundle
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A folder that :func:`validate_bundle` found to be a complete, sound Hub bundle."""
+    path: Path
+    architecture: str
+    num_classes: int
+    config_name: str | None  # the hub_configs name recorded in the weights' metadata
+    files: tuple[BundleFile, ...]  # in BUNDLE_FILES order
+
+    @property
+    def card_text(self) -> str:
+        return (self.path / CARD).read_text(encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    from huggingface_hub.utils.sha import sha_fileobj
+
+    with open(path, "rb") as f:
+        return sha_fileobj(f).hex()
+
+
+def _names(keys, limit: int = 5) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _check_files(d: Path) -> None:
+    entries = sorted(p.name for p in d.iterdir())
+    pickles = [n for n in entries if n.lower().endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise ValueError(f"{d}: {_names(pickles)}: pickle-format files never go to the Hub; a bundle holds exactly "
+                         f"{', '.join(BUNDLE_FILES)}")
+    missing = [n for n in BUNDLE_FILES if not (d / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d}: not a complete bundle, missing {', '.join(missing)} "
+                                "(write bundles with scripts/convert_weights.py or resnet_hub.bundle.write_bundle)")
+    extra = sorted(set(entries) - set(BUNDLE_FILES))
+    if extra:
+        raise ValueError(f"{d}: {_names(extra)} is not part of a bundle, which holds exactly {', '.join(BUNDLE_FILES)}")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    kinds = {"architecture": str, "num_classes": int, "model_args": dict, "pretrained_cfg": dict, "label_names": list}
+    for key, kind in kinds.items():
+        if not isinstance(config, dict) or not isinstance(config.get(key), kind):
+            raise ValueError(f"{path}: field {key!r} is missing or not a {kind.__name__}; not timm's Hub config format")
+    return config
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())})") from None
+
+
+def _check_weights_fit(d: Path, config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:
+    """The weights load strictly into the architecture config.json describes (built on the meta device)."""
+    import timm
+
+    args = dict(config["model_args"])
+    if args.get("num_classes", config["num_classes"]) != config["num_classes"]:
+        raise ValueError(f"{d / CONFIG}: num_classes {config['num_classes']} but model_args.num_classes "
+                         f"{args['num_classes']}")
+    args["num_classes"] = config["num_classes"]
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(config["architecture"], pretrained=False, **args)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"{d / CONFIG}: timm cannot build architecture {config['architecture']!r} with "
+                         f"model_args {config['model_args']} ({e})") from None
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        problems = ([f"missing {_names(missing)}"] if missing else []) + (
+            [f"unexpected {_names(unexpected)}"] if unexpected else []) + (
+            [f"shape mismatch {_names(shapes, 3)}"] if shapes else [])
+        raise ValueError(f"{d / WEIGHTS} does not match {CONFIG} ({config['architecture']}, "
+                         f"{config['num_classes']} classes): {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True, assign=True)
+    # min and max propagate NaN and show inf, at a third of the cost of isfinite(v).all()
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and v.numel() and not all(bool(torch.isfinite(x)) for x in torch.aminmax(v))]
+    if bad:
+        raise ValueError(f"{d / WEIGHTS}: non-finite values in {_names(bad)}")
+    labels = config["label_names"]
+    if labels and len(labels) != config["num_classes"]:
+        raise ValueError(f"{d / CONFIG}: {len(labels)} label_names for {config['num_classes']} classes")
+
+
+def _check_card(path: Path) -> None:
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        raise ValueError(f"{path}: the model card has no YAML metadata block")
+    try:
+        data = ModelCard(text).data.to_dict()
+        if "model-index" in data:
+            model_index_to_eval_results(data["model-index"])
+    except Exception as e:  # yaml and huggingface_hub raise many types for a malformed card
+        raise ValueError(f"{path}: the model card's metadata does not parse ({' '.join(str(e).split())})") from None
+    if data.get("library_name") != "timm":
+        raise ValueError(f"{path}: the model card's library_name is {data.get('library_name')!r}, not 'timm'")
+
+
+def validate_bundle(bundle_dir: str | os.PathLike) -> Bundle:
+    """Check that ``bundle_dir`` is exactly a Hub bundle and a sound one; return what it holds.
+
+    Exactly :data:`BUNDLE_FILES` (no pickle, nothing else); config.json in timm's Hub format;
+    model.safetensors readable, finite, and loading strictly into the architecture config.json
+    names, built on the meta device with its ``model_args`` and ``num_classes``; README.md with
+    metadata huggingface_hub parses. Raises ``FileNotFoundError``/``ValueError`` naming the file.
+    """
+    d = Path(bundle_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"no bundle folder {d}")
+    _check_files(d)
+    config = _read_config(d / CONFIG)
+    state, metadata = _read_weights(d / WEIGHTS)
+    _check_weights_fit(d, config, state)
+    del state
+    _check_card(d / CARD)
+    files = tuple(BundleFile(n, d / n, (d / n).stat().st_size, _sha256(d / n)) for n in BUNDLE_FILES)
+    return Bundle(path=d, architecture=config["architecture"], num_classes=config["num_classes"],
+                  config_name=metadata.get("config"), files=files)

@@ -1,0 +1,264 @@
+"""The model card: a bundle's README.md, rendered from the top-level ``MODEL_CARD.md`` template.
+
+Metadata goes through huggingface_hub's ``ModelCardData`` (so the Hub and ``ModelCard.load`` read
+it back), the body through ``ModelCard.from_template`` (Jinja). Every figure on the card comes from
+the config, the provenance the converter recorded, or a measurement of the model itself:
+parameters are counted and FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on
+the meta device, so even ResNet-152 at 224 px costs no arithmetic.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .configs import HubConfig, hub_repo_id
+
+__all__ = ["Complexity", "measure_complexity", "card_data", "render_card", "template_path"]
+
+TEMPLATE = "MODEL_CARD.md"
+
+STEMS = {
+    "v1": "ResNet (mmpretrain `ResNet`): 7x7 stride-2 stem convolution and max-pool, stride in the 3x3 convolution",
+    "v1c": "ResNetV1c (mmpretrain `ResNetV1c`): the 7x7 stem replaced by three 3x3 convolutions (32, 32, 64 wide)",
+    "v1d": "ResNetV1d (mmpretrain `ResNetV1d`): ResNetV1c's deep stem, plus 2x2 average pooling before each "
+           "downsampling shortcut convolution",
+    "cifar": "ResNet with mmpretrain's CIFAR stem (`ResNet_CIFAR`): one 3x3 stride-1 stem convolution and no "
+             "max-pool, for 32x32 images",
+}
+LOSSES = {"cross_entropy": "cross-entropy", "bce": "binary cross-entropy"}
+TAGS = ["image-classification", "timm", "resnet", "mmpretrain", "resnet_hub"]
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """What one forward pass of a model costs at one input size, as measured."""
+    params: int
+    flops: int  # FlopCounterMode's count: 2 per multiply-accumulate
+    input_size: int
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates: the unit of mmpretrain's "Flops" column."""
+        return self.flops // 2
+
+
+def measure_complexity(model: torch.nn.Module, input_size: int) -> Complexity:
+    """Parameters and FLOPs of ``model`` for one ``input_size`` x ``input_size`` RGB image.
+
+    The forward runs through ``torch.func.functional_call`` with meta-device copies of the
+    parameters and buffers, so nothing is computed and the model itself is left untouched.
+    FlopCounterMode counts convolutions and matrix products (the linear head); BatchNorm, ReLU,
+    pooling and the residual additions are not counted.
+    """
+    from torch.func import functional_call
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = {name: torch.empty_like(t, device="meta") for name, t in (*model.named_parameters(),
+                                                                     *model.named_buffers())}
+    image = torch.empty(1, 3, input_size, input_size, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        functional_call(model, meta, (image,))
+    return Complexity(params=sum(p.numel() for p in model.parameters()), flops=int(counter.get_total_flops()),
+                      input_size=input_size)
+
+
+def template_path() -> Path:
+    """MODEL_CARD.md: inside the installed wheel, else at the top of the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / TEMPLATE, here.parent / TEMPLATE):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{TEMPLATE} not found next to {here}; is the package installed whole?")
+
+
+def base_model(cfg: HubConfig) -> str | None:
+    """The Hub repo a config was fine-tuned from, when its starting checkpoint is one.
+
+    The card's ``base_model`` must name a Hub model; a checkpoint that only exists as a file on
+    download.openmmlab.com (CUB's ImageNet-21k start) is named in the card's text instead.
+    """
+    init = cfg.training.init_from
+    if init is None:
+        return None
+    m = re.fullmatch(r"(?:hf-hub:|https://huggingface\.co/)([\w.-]+/[\w.-]+)(?:/.*)?", init.url)
+    return m.group(1) if m else None
+
+
+SOURCE_KEYS = ("source_url", "source_file", "source_sha256")
+
+
+def is_converted(provenance: Mapping[str, Any]) -> bool:
+    """Whether the provenance names a released checkpoint these weights were converted from."""
+    return any(provenance.get(k) for k in SOURCE_KEYS)
+
+
+def card_data(cfg: HubConfig, converted: bool = True):
+    """The card's YAML metadata: library, license, tags, dataset, task and the published results.
+
+    mmpretrain's published results (``model-index``) and its training data describe its released
+    weights, so only a card for weights converted from that release carries them.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    d, r = cfg.training.dataset, cfg.results
+    if not converted:
+        return ModelCardData(library_name="timm", license=cfg.source.license, tags=list(TAGS),
+                             pipeline_tag="image-classification", model_name=cfg.name)
+    common = dict(task_type="image-classification", task_name="Image Classification", dataset_type=d.hf_id,
+                  dataset_name=r.dataset, dataset_split=d.eval_split, source_name="mmpretrain model zoo",
+                  source_url=_origin_url(cfg))
+    results = [EvalResult(metric_type="accuracy", metric_name="Top-1 accuracy (%)", metric_value=r.top1, **common)]
+    if r.top5 is not None:
+        results.append(EvalResult(metric_type="top_5_accuracy", metric_name="Top-5 accuracy (%)",
+                                  metric_value=r.top5, **common))
+    return ModelCardData(
+        library_name="timm", license=cfg.source.license, tags=list(TAGS), datasets=[d.hf_id],
+        pipeline_tag="image-classification", base_model=base_model(cfg), metrics=["accuracy"],
+        model_name=cfg.name, eval_results=results,
+    )
+
+
+def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str, Any] | None = None) -> str:
+    """README.md for the bundle of ``model`` (built from ``cfg``), as text.
+
+    ``provenance`` is what the converter recorded: ``source_url`` or ``source_file``,
+    ``source_sha256`` and ``parity``, a dict of the figures it measured against mmpretrain
+    (e.g. ``max_abs_logit_diff``, ``relative``, ``inputs``), or ``{"measured": False,
+    "reason": ...}``. Whatever is missing is stated as not recorded, never filled in. Without a
+    source checkpoint (e.g. a bundle from the trainer) the card does not claim mmpretrain's
+    weights or results, and lists the provenance it was given.
+    """
+    from huggingface_hub import ModelCard
+
+    try:
+        import jinja2  # noqa: F401  (ModelCard.from_template renders with it)
+    except ImportError:
+        raise ImportError("rendering the model card needs jinja2: pip install 'resnet_hub[hub]'") from None
+
+    provenance = dict(provenance or {})
+    converted = is_converted(provenance)
+    complexity = measure_complexity(model, cfg.eval.input_size)
+    card = ModelCard.from_template(card_data(cfg, converted), template_path=str(template_path()), **_template_vars(
+        cfg, model, complexity, provenance, converted))
+    return str(card)
+
+
+# ----------------------------------------------------------------------------- template values
+
+
+def _origin_url(cfg: HubConfig) -> str:
+    return f"https://github.com/open-mmlab/mmpretrain/blob/v{cfg.source.mmpretrain_version}/{cfg.source.config}"
+
+
+def _number(x: Any) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return x if isinstance(x, str) else json.dumps(x, sort_keys=True)
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def _fields(obj: Any, skip: tuple[str, ...] = ("type",)) -> str:
+    """``a=1, b=(0.08, 1.0)`` for the fields of a config dataclass that are set."""
+    items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name not in skip]
+    return ", ".join(f"{k}={v}" for k, v in items if v is not None and v != ())
+
+
+def _parity(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    parity = provenance.get("parity")
+    if isinstance(parity, str):  # as stored in safetensors metadata
+        try:
+            parity = json.loads(parity)
+        except json.JSONDecodeError:
+            return {"measured": False, "reason": f"the recorded parity is not readable: {parity!r}"}
+    if not parity:
+        return {"measured": False, "reason": "the conversion recorded no parity figure"}
+    if not isinstance(parity, Mapping):
+        return {"measured": False, "reason": f"the recorded parity is not a mapping: {parity!r}"}
+    if parity.get("measured", True) is False:
+        return {"measured": False, "reason": str(parity.get("reason") or "no reason was recorded")}
+    return {"measured": True, "figures": [(k, _number(v)) for k, v in parity.items() if k != "measured"]}
+
+
+def _schedule(cfg: HubConfig) -> list[str]:
+    out = []
+    for p in cfg.training.lr_schedule:
+        unit = "per iteration" if p.per_iteration else "per epoch"
+        if p.type == "linear":
+            out.append(f"linear warm-up, epochs {p.begin}-{p.end}, factor {p.start_factor} to {p.end_factor} ({unit})")
+        elif p.type == "cosine":
+            out.append(f"cosine annealing, epochs {p.begin}-{p.end}, to {p.eta_min} ({unit})")
+        else:
+            out.append(f"multiply by {p.gamma} at epochs {', '.join(map(str, p.milestones or ()))}")
+    return out
+
+
+def _training(cfg: HubConfig) -> dict[str, Any]:
+    t = cfg.training
+    o = t.optimizer
+    loss = LOSSES[t.loss.type] + (f", label smoothing {t.loss.label_smoothing}" if t.loss.label_smoothing else "")
+    return {
+        "dataset": t.dataset,
+        "epochs": t.epochs,
+        "batch": f"{t.total_batch_size} ({t.devices} GPUs x {t.batch_size_per_device})",
+        "optimizer": f"{o.type.upper()}, " + _fields(o, skip=("type",)),
+        "lr_base_batch_size": t.lr_base_batch_size,
+        "schedule": _schedule(cfg),
+        "loss": loss,
+        "batch_augments": [f"{b.type} (alpha {b.alpha})" for b in t.batch_augments],
+        "augmentation": [f"{a.type}({_fields(a)})" for a in t.augmentation],
+        "sampler": t.sampler.type + (f" ({t.sampler.num_repeats} repeats)" if t.sampler.num_repeats else ""),
+        "precision": t.precision.type + (f", loss scale {t.precision.loss_scale}" if t.precision.loss_scale else ""),
+        "drop_path_rate": t.drop_path_rate,
+        "init_from": t.init_from.url if t.init_from else None,
+        "base_model": base_model(cfg),
+    }
+
+
+def _source(cfg: HubConfig, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    sha = provenance.get("source_sha256") or cfg.checkpoint.sha256
+    return {
+        "url": provenance.get("source_url") or cfg.checkpoint.url,
+        "file": provenance.get("source_file"),
+        "released_url": cfg.checkpoint.url,
+        "sha256": sha,
+        "sha256_prefix": cfg.checkpoint.sha256_prefix,
+    }
+
+
+def _template_vars(cfg: HubConfig, model: torch.nn.Module, complexity: Complexity, provenance: Mapping[str, Any],
+                   converted: bool) -> dict[str, Any]:
+    e = cfg.eval
+    return {
+        "converted": converted,
+        "provenance": [(k, _number(v)) for k, v in sorted(provenance.items())],
+        "name": cfg.name,
+        "repo_id": hub_repo_id(cfg.name),
+        "architecture": cfg.architecture_name,
+        "stock": cfg.is_stock_timm,
+        "depth": cfg.architecture.depth,
+        "stem": STEMS[cfg.architecture.stem],
+        "num_classes": getattr(model, "num_classes", cfg.num_classes),
+        "labels": cfg.labels,
+        "results": cfg.results,
+        "eval_split": cfg.training.dataset.eval_split,
+        "paper": cfg.source.paper,
+        "license": cfg.source.license,
+        "mmpretrain_version": cfg.source.mmpretrain_version,
+        "origin_url": _origin_url(cfg),
+        "eval": e,
+        "crop_pct": round(cfg.crop_pct, 4),
+        "crop_mode": cfg.crop_mode,
+        "interpolation": e.resize.interpolation if e.resize else "bilinear",
+        "params_m": f"{complexity.params / 1e6:.2f}",
+        "params": f"{complexity.params:,}",
+        "gmacs": f"{complexity.macs / 1e9:.3f}",
+        "gflops": f"{complexity.flops / 1e9:.3f}",
+        "training": _training(cfg),
+        "source": _source(cfg, provenance),
+        "parity": _parity(provenance),
+    }

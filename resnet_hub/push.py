@@ -1,0 +1,223 @@
+"""Publish Hub bundles: one repo per config, at most one commit per push, nothing unsafe.
+
+``python scripts/push_to_hub.py DIR --repo-id NS/NAME`` pushes one bundle;
+``--all BUNDLES_DIR`` pushes every subfolder, named after its config, to
+``resnet_hub.hub_repo_id(name)``. Every bundle is checked by
+:func:`resnet_hub.bundle.validate_bundle` before anything is sent. Files the Hub already holds
+with the same content are not sent again, so re-pushing an unchanged bundle makes no commit; a
+README.md on the Hub that differs from ours (someone edited the card there) is kept unless
+``--overwrite-card``. ``--dry-run`` prints the plan and opens no connection.
+
+The token (``HF_TOKEN`` or the saved ``hf auth login``) goes to one ``HfApi`` client and nowhere
+else: it is never printed, logged or written, and is scrubbed from any error message.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils.sha import git_hash
+
+from . import __version__
+from .bundle import BUNDLE_FILES, CARD, Bundle, BundleFile, validate_bundle
+from .commands import CommandError
+from .configs import hub_repo_id, load_config
+
+__all__ = ["add_arguments", "run", "push_bundle", "plan_pushes", "check_repo_id", "PushResult"]
+
+# What a failing Hub call raises: HfHubHTTPError is an OSError (as are socket errors and timeouts);
+# connection errors are the HTTP library's own HTTPError (httpx in huggingface_hub 1.x and 2.x),
+# found through HfHubHTTPError's bases so that this does not depend on which library that is.
+NETWORK_ERRORS = (OSError, *[c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError"])
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    committed: list[str] = field(default_factory=list)  # files in the commit; empty: none was made
+    card_kept: bool = False  # the Hub's README.md differed from ours and was left as it is
+    url: str | None = None  # the commit, or the pull request with --create-pr
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``NS/NAME`` by huggingface_hub's rules, or ValueError saying what a repo id looks like."""
+    try:
+        if repo_id.count("/") != 1:
+            raise HFValidationError("it must be NAMESPACE/NAME")
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(f"invalid repo id {repo_id!r}: {' '.join(str(e).split())} "
+                         "(e.g. resnet-hub/resnet50_8xb32_in1k: letters, digits, '-', '_', '.')") from None
+    return repo_id
+
+
+def plan_pushes(bundle: str | None, repo_id: str | None, all_dir: str | None) -> list[tuple[str, Bundle]]:
+    """(repo id, checked bundle) for every push asked for; every check happens before any push."""
+    if all_dir:
+        if bundle or repo_id:
+            raise ValueError("--all takes repo ids from the folder names; give either DIR --repo-id NS/NAME "
+                             "or --all BUNDLES_DIR, not both")
+        root = Path(all_dir)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no bundles folder {root}")
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not folders:
+            raise FileNotFoundError(f"{root} holds no bundle folders (one per config, named after it)")
+        plans = []
+        for folder in folders:
+            try:
+                load_config(folder.name)
+            except ValueError as e:
+                raise ValueError(f"{folder}: under --all a bundle folder is named after its config: {e}") from None
+            checked = validate_bundle(folder)
+            if checked.config_name not in (None, folder.name):
+                raise ValueError(f"{folder}: its weights are config {checked.config_name!r}, "
+                                 f"not {folder.name!r} as the folder says")
+            plans.append((check_repo_id(hub_repo_id(folder.name)), checked))
+        return plans
+    if not bundle or not repo_id:
+        raise ValueError("give a bundle folder and --repo-id NS/NAME, or --all BUNDLES_DIR")
+    check_repo_id(repo_id)
+    return [(repo_id, validate_bundle(bundle))]
+
+
+def _one_line(error: BaseException, token: str | None) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text.replace(token, "***") if token else text
+
+
+@contextmanager
+def _hub_step(what: str, step: str, token: str | None) -> Iterator[None]:
+    """Turn a failing Hub call into one line naming what failed, with the token scrubbed."""
+    try:
+        yield
+    except NETWORK_ERRORS as e:
+        raise CommandError(f"{what} failed at {step}: {_one_line(e, token)} (local files untouched)") from None
+
+
+def _same_content(local: BundleFile, remote: RepoFile | None) -> bool:
+    """Whether the Hub's file is byte-identical to ours, from its metadata alone.
+
+    LFS files carry their sha256; other files their git blob id (a sha1 of the bytes).
+    """
+    if remote is None or remote.size != local.size:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == local.sha256
+    return remote.blob_id == git_hash(local.path.read_bytes())
+
+
+def push_bundle(api: HfApi, bundle: Bundle, repo_id: str, *, private: bool = False, revision: str | None = None,
+                create_pr: bool = False, overwrite_card: bool = False, token: str | None = None,
+                echo: Callable[[str], None] = print) -> PushResult:
+    """Push one checked bundle to ``repo_id``: create the repo if needed, then at most one commit."""
+    result = PushResult(repo_id)
+    what = f"pushing {bundle.path} to {repo_id}"
+    with _hub_step(what, "create_repo", token):
+        api.create_repo(repo_id, private=True if private else None, exist_ok=True)
+    if revision and revision != "main" and not revision.startswith("refs/"):
+        with _hub_step(what, f"create_branch {revision}", token):
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+    with _hub_step(what, "get_paths_info", token):
+        remote = {f.path: f for f in api.get_paths_info(repo_id, list(BUNDLE_FILES), revision=revision)
+                  if isinstance(f, RepoFile)}
+    changed = [f for f in bundle.files if not _same_content(f, remote.get(f.name))]
+    if not overwrite_card and CARD in remote and any(f.name == CARD for f in changed):
+        changed = [f for f in changed if f.name != CARD]
+        result.card_kept = True
+        echo(f"{repo_id}: README.md on the Hub differs from ours and was kept (--overwrite-card replaces it)")
+    if not changed:
+        echo(f"{repo_id}: up to date, no commit")
+        return result
+    names = [f.name for f in changed]
+    operations = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f.path)) for f in changed]
+    name = bundle.config_name or repo_id.split("/")[1]
+    with _hub_step(what, "create_commit", token):
+        info = api.create_commit(
+            repo_id, operations, commit_message=f"Upload {name}: {', '.join(names)}",
+            commit_description=f"Pushed by resnet_hub {__version__} (scripts/push_to_hub.py).",
+            revision=revision, create_pr=create_pr,
+        )
+    result.committed, result.url = names, info.pr_url or info.commit_url
+    echo(f"{repo_id}: committed {', '.join(names)}: {result.url}")
+    return result
+
+
+def _card_repo_note(repo_id: str, bundle: Bundle) -> str | None:
+    named = set(re.findall(r"hf-hub:([\w.-]+/[\w.-]+)", bundle.card_text))
+    if named and named != {repo_id}:
+        return (f"note: {bundle.path / CARD} shows hf-hub:{sorted(named)[0]}, not {repo_id}; "
+                "set RESNET_HUB_NAMESPACE and rewrite the bundle for a card that matches")
+    return None
+
+
+def _print_plan(plans: list[tuple[str, Bundle]], args: argparse.Namespace) -> None:
+    print("dry run: nothing is sent to the Hub")
+    for repo_id, bundle in plans:
+        how = "pull request against" if args.create_pr else "commit to"
+        print(f"{repo_id} <- {bundle.path} ({how} {args.revision or 'main'}"
+              f"{', private' if args.private else ''})")
+        for f in bundle.files:
+            print(f"  {f.name:<18} {f.size:>13,} bytes  sha256 {f.sha256}")
+        note = _card_repo_note(repo_id, bundle)
+        if note:
+            print(f"  {note}")
+    if args.collection:
+        print(f"collection {args.collection!r} in {plans[0][0].split('/')[0]}: {len(plans)} repos")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", nargs="?", metavar="DIR",
+                        help="a bundle folder (model.safetensors, config.json, README.md), as the converter writes")
+    parser.add_argument("--repo-id", metavar="NS/NAME", help="the Hub model repo to push DIR to")
+    parser.add_argument("--all", dest="all_dir", metavar="BUNDLES_DIR",
+                        help="push every subfolder of BUNDLES_DIR, named after its config, to "
+                             "{RESNET_HUB_NAMESPACE}/{config}")
+    parser.add_argument("--private", action="store_true", help="create new repos private (existing ones keep theirs)")
+    parser.add_argument("--revision", metavar="BRANCH", help="branch to commit to (created if missing); default main")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing directly")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the bundles and print the plan (repo, files, sizes, sha256); no network")
+    parser.add_argument("--overwrite-card", action="store_true",
+                        help="replace a README.md on the Hub that differs from the bundle's (default: keep it)")
+    parser.add_argument("--collection", metavar="TITLE",
+                        help="also add every pushed repo to the Hub collection TITLE in their namespace")
+
+
+def run(args: argparse.Namespace) -> int:
+    plans = plan_pushes(args.bundle, args.repo_id, args.all_dir)
+    if args.dry_run:
+        _print_plan(plans, args)
+        return 0
+    token = get_token()
+    if not token:
+        raise CommandError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was pushed)")
+    api = HfApi(token=token, library_name="resnet_hub", library_version=__version__)
+    done: list[str] = []
+    for repo_id, bundle in plans:
+        note = _card_repo_note(repo_id, bundle)
+        if note:
+            print(note)
+        try:
+            push_bundle(api, bundle, repo_id, private=args.private, revision=args.revision,
+                        create_pr=args.create_pr, overwrite_card=args.overwrite_card, token=token)
+        except CommandError as e:
+            raise CommandError(f"{e}; pushed before it: {', '.join(done)}" if done else str(e)) from None
+        done.append(repo_id)
+    if args.collection:
+        namespace = plans[0][0].split("/")[0]
+        with _hub_step(f"adding {len(plans)} repos to collection {args.collection!r}", "the collection", token):
+            collection = api.create_collection(args.collection, namespace=namespace, private=args.private,
+                                               exists_ok=True)
+            for repo_id, _ in plans:
+                api.add_collection_item(collection.slug, repo_id, "model", exists_ok=True)
+        print(f"collection {collection.url}: {len(plans)} repos")
+    return 0
