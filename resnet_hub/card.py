@@ -139,7 +139,7 @@ def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str,
     try:
         import jinja2  # noqa: F401  (ModelCard.from_template renders with it)
     except ImportError:
-        raise ImportError("rendering the model card needs jinja2: pip install 'resnet_hub[hub]'") from None
+        raise ImportError("the model card needs jinja2, a resnet_hub dependency: pip install jinja2") from None
 
     provenance = dict(provenance or {})
     converted = is_converted(provenance)

@@ -24,11 +24,11 @@ def test_writing_twice_gives_identical_bytes(tmp_path):
     provenance = {"source_url": "https://example/x-0123abcd.pth", "source_sha256": "ab" * 32, "parity": {"max": 1e-7}}
     write_bundle(model, load_config(name), tmp_path / "a", provenance=provenance)
     write_bundle(model, load_config(name), tmp_path / "b", provenance=provenance)
-    for f in ("model.safetensors", "config.json"):
+    for f in ("model.safetensors", "config.json", "README.md"):
         assert _sha(tmp_path / "a" / f) == _sha(tmp_path / "b" / f)
     meta = safe_open(str(tmp_path / "a" / "model.safetensors"), "pt").metadata()
     assert meta["config"] == name and meta["source_sha256"] == "ab" * 32 and json.loads(meta["parity"]) == {"max": 1e-7}
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
 @pytest.mark.parametrize("name, arch, plugin", [

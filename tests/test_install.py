@@ -18,7 +18,7 @@ def test_wheel_installs_and_works_in_fresh_venv(tmp_path):
     (wheel,) = dist.glob("resnet_hub-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert sum(n.startswith("resnet_hub/hub_configs/") and n.endswith(".yaml") for n in names) == 22
-    assert "resnet_hub/labels/imagenet-1k.txt" in names
+    assert "resnet_hub/labels/imagenet-1k.txt" in names and "resnet_hub/MODEL_CARD.md" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
