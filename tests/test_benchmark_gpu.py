@@ -1,0 +1,98 @@
+"""The GPU benchmark rows run their real code path on the CPU at tiny sizes.
+
+What is checked is that each row runs and that ours and the reference compute the same thing
+(first-step loss and gradients, or logits); the timings themselves are never asserted.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import PIL.Image
+import pytest
+import torch
+
+from resnet_hub.benchmark_gpu import (
+    GPU_ROWS,
+    TARGETS,
+    gpu_rows,
+    inference_resnet50,
+    synthetic_jpeg_dataset,
+    train_resnet18_cifar,
+    train_resnet50,
+    train_resnet50_end_to_end,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+TINY = dict(device="cpu", steps=1, warmup=0, compile=False)
+
+
+def _check_row(row, name):
+    assert set(row) == {"name", "ours", "reference", "ratio", "unit", "device", "settings"}
+    assert row["name"] == name and row["unit"] == "img/s" and row["device"].startswith("cpu")
+    assert row["ours"] > 0 and row["reference"] > 0
+    assert math.isclose(row["ratio"], row["ours"] / row["reference"])
+    assert row["settings"]["target_img_per_s"] == TARGETS[name]
+    assert row["settings"]["ours"]["dtype"] == "bfloat16 autocast" and row["settings"]["ours"]["channels_last"]
+
+
+def _check_first_step(first):
+    # bf16 vs fp32 on the same batch from the same weights: the same loss and gradient direction
+    assert abs(first["loss_ours"] - first["loss_reference"]) < 0.02 * first["loss_reference"]
+    assert first["grad_cosine"] > 0.98, first
+
+
+@pytest.mark.slow
+def test_train_resnet50_row_on_cpu():
+    row = train_resnet50(batch_size=2, image_size=64, **TINY)
+    _check_row(row, "train resnet50")
+    _check_first_step(row["settings"]["first_step"])
+    assert row["settings"]["ours"]["fused_optimizer"] and not row["settings"]["reference_setup"]["fused_optimizer"]
+
+
+@pytest.mark.slow
+def test_train_resnet50_end_to_end_row_on_cpu():
+    row = train_resnet50_end_to_end(batch_size=2, image_size=64, num_images=4, source_size=(72, 96), num_workers=0,
+                                    **TINY)
+    _check_row(row, "train resnet50 end-to-end")
+    _check_first_step(row["settings"]["first_step"])
+
+
+def test_train_resnet18_cifar_row_on_cpu_compiled():
+    # torch.compile's own tracing (dynamo) with the eager backend: the compiled call path, without
+    # the minutes inductor needs on a CPU
+    row = train_resnet18_cifar(device="cpu", steps=1, warmup=0, batch_size=4, num_images=8, num_workers=0,
+                               compile=True, compile_backend="eager")
+    _check_row(row, "train resnet18_cifar")
+    _check_first_step(row["settings"]["first_step"])
+    assert row["settings"]["ours"]["compile"] == {"backend": "eager", "mode": None}
+
+
+def test_inference_resnet50_row_on_cpu():
+    row = inference_resnet50(batch_size=2, image_size=64, **TINY)
+    _check_row(row, "inference resnet50")
+    check = row["settings"]["first_batch"]
+    assert check["max_abs_logit_diff_over_range"] < 0.02 and check["top1_agreement"] == 1.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
+def test_rows_skip_cleanly_without_cuda():
+    rows = gpu_rows()
+    assert [r["name"] for r in rows] == list(GPU_ROWS) == list(TARGETS)
+    for row in rows:
+        assert row["skipped"] == "CUDA is not available on this machine"
+        assert row["ours"] is row["reference"] is row["ratio"] is None
+        assert row["settings"]["target_img_per_s"] == TARGETS[row["name"]]
+    assert [r["name"] for r in gpu_rows(names=["inference resnet50"])] == ["inference resnet50"]
+    with pytest.raises(ValueError, match="unknown GPU benchmark row 'train resnet51'.*choices"):
+        gpu_rows(names=["train resnet51"])
+
+
+def test_synthetic_jpeg_dataset_holds_photo_sized_jpegs():
+    ds = synthetic_jpeg_dataset(3, height=75, width=100, num_classes=10, seed=1)
+    assert ds.num_rows == 3 and all(0 <= label < 10 for label in ds["label"])
+    raw = ds.cast_column("image", type(ds.features["image"])(decode=False))[0]["image"]["bytes"]
+    assert raw[:2] == b"\xff\xd8"  # JPEG
+    assert PIL.Image.open(io.BytesIO(raw)).size == (100, 75) and ds[0]["image"].size == (100, 75)
+    again = synthetic_jpeg_dataset(3, height=75, width=100, num_classes=10, seed=1)
+    assert again.cast_column("image", type(ds.features["image"])(decode=False))[0]["image"]["bytes"] == raw
