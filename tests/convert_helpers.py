@@ -14,26 +14,26 @@ FORMATS = ("mmcls-v0", "mmpretrain-1.x", "bare")
 
 
 def randomize_(model: nn.Module, seed: int) -> nn.Module:
-    """Random weights and BatchNorm statistics (never zeros or ones), scaled so deep nets stay finite."""
+    """Random weights and BatchNorm statistics (never zeros or ones) in every tensor of a ResNet.
+
+    Scaled so that deep nets stay finite; fails on a module it would leave uninitialised.
+    """
     g = torch.Generator().manual_seed(seed)
-
-    def rand(shape, low, high):
-        return torch.rand(shape, generator=g) * (high - low) + low
-
     with torch.no_grad():
-        for module in model.modules():
+        for name, module in model.named_modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                module.weight.normal_(0.0, (2.0 / module.weight[0].numel()) ** 0.5, generator=g)
                 if module.bias is not None:
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
+                    module.bias.normal_(0.0, 0.1, generator=g)
             elif isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.weight.copy_(rand(n, 0.2, 0.7))
-                module.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                module.running_var.copy_(rand(n, 0.5, 2.0))
+                module.weight.uniform_(0.2, 0.7, generator=g)
+                module.bias.normal_(0.0, 0.1, generator=g)
+                module.running_mean.normal_(0.0, 0.2, generator=g)
+                module.running_var.uniform_(0.5, 2.0, generator=g)
                 module.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (1,), generator=g)))
+            elif not name.endswith("data_preprocessor") and (
+                    [*module.parameters(recurse=False)] or [*module.buffers(recurse=False)]):
+                raise TypeError(f"randomize_ does not know {name} ({type(module).__name__})")
     return model
 
 
