@@ -180,12 +180,12 @@ def numpy_safe_globals() -> list:
 
 def _refuse(path: Path, offending: list[str]) -> ValueError:
     numpy_only = all(g.startswith("numpy.") and not g.endswith(("_reconstruct", "ndarray")) for g in offending)
-    hint = (f"if you trust this file, {ALLOW_NUMPY_FLAG} allow-lists numpy scalar and dtype types"
+    hint = (f"If you trust this file, {ALLOW_NUMPY_FLAG} allow-lists numpy scalar and dtype types"
             if numpy_only else
             f"{ALLOW_NUMPY_FLAG} only allow-lists numpy scalar and dtype types; re-save just the weights "
             "(torch.save({'state_dict': checkpoint['state_dict']}, ...)) where you trust the file")
-    return ValueError(f"{path} holds pickled objects other than tensors, which would run code to load: "
-                      f"{', '.join(offending)}; {hint}")
+    return ValueError(f"{path} holds pickled objects other than tensors, and loading them would run code "
+                      f"({', '.join(offending)}); refused. {hint}")
 
 
 def _load(path: Path, allow_numpy: bool) -> Any:
