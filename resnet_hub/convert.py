@@ -267,7 +267,11 @@ def convert_checkpoint(config: Union[str, HubConfig], checkpoint: Union[str, os.
         raise ValueError(f"{cfg.name}: converted logits differ from mmpretrain's by {parity['max_abs_logit_diff']:.3g} "
                          f"({parity['relative_diff']:.3g} of the logit scale, tolerance {PARITY_TOLERANCE}); "
                          "nothing written")
-    return write_bundle(model, cfg, output_dir, provenance={**loaded.provenance, "parity": parity})
+    provenance = dict(loaded.provenance)
+    if verify and loaded.url is None and loaded.path.name == cfg.checkpoint.file_name:
+        # a local copy of the released file, vouched for by the released hash: say where it is published
+        provenance["source_url"] = cfg.checkpoint.url
+    return write_bundle(model, cfg, output_dir, provenance={**provenance, "parity": parity})
 
 
 def load_pretrained_backbone(model: torch.nn.Module, checkpoint: Union[str, os.PathLike], *, cfg: HubConfig,

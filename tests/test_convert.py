@@ -275,7 +275,10 @@ def test_full_sha256_from_hub_configs(tmp_path, small):
     with pytest.raises(ValueError, match=f"hub_configs/{SMALL}.yaml says {wrong}"):
         convert_checkpoint(with_recorded(wrong), path, tmp_path / "out", measure_parity=False)
     assert not (tmp_path / "out").exists()
-    assert convert_checkpoint(with_recorded(sha), path, tmp_path / "out", measure_parity=False).is_dir()
+    out = convert_checkpoint(with_recorded(sha), path, tmp_path / "out", measure_parity=False)
+    # a verified local copy of the released file also names where that file is published
+    assert _metadata(out)["source_url"] == f"https://download.example/{path.name}"
+    assert _metadata(out)["source_file"] == path.name
     # a full hash that contradicts the name is refused before anything is read or downloaded
     with pytest.raises(ValueError, match="disagree"):
         expected_hashes(str(path), cfg=with_recorded("f" * 64))
@@ -419,6 +422,8 @@ def test_convert_all_released_files_in_a_folder(tmp_path, cli, small):
     code, stdout, stderr = cli("--all", "--checkpoint-dir", folder, "--output-dir", out, "--no-verify", "--no-parity")
     assert code == 0, stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    # unverified, a file is only known by its name
+    assert "source_url" not in _metadata(out / SMALL) and _metadata(out / SMALL)["source_file"].endswith(".pth")
     assert all(f"{name}: wrote" in stdout for name in names)
     code, _, stderr = cli("--all", "--checkpoint-dir", tmp_path / "out", "--output-dir", tmp_path / "x")
     assert code == 1 and "holds none of the 22 released checkpoint files" in stderr
