@@ -384,14 +384,15 @@ def write_markdown(rows: Sequence[BenchRow], path: Path, quick: bool) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks it runs, numbers are rough")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks it runs")
     parser.add_argument("--json", metavar="OUT", help="write the rows as a JSON list to this file")
     parser.add_argument("--markdown", metavar="PATH",
-                        help=f"write the markdown table here (default: {DEFAULT_MARKDOWN} for a full run, "
-                             "none for --quick)")
-    parser.add_argument("--only", metavar="ROWS", help=f"comma-separated rows to run (default: all: {', '.join(ROWS)})")
+                        help=f"write the markdown table and the machine here; without it a full run writes "
+                             f"{DEFAULT_MARKDOWN} and --quick writes none")
+    parser.add_argument("--only", metavar="ROWS", help=f"comma-separated rows to run, of: {', '.join(ROWS)}; "
+                                                       "without it, all")
     parser.add_argument("--device", action="append", choices=["cpu", "cuda"],
-                        help="devices for the model rows (repeatable; default: cpu, and cuda when present)")
+                        help="device for the model rows, repeatable; without it cpu, and cuda when present")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,9 +30,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 
 from .configs import list_configs
+from .pipeline import normalize
 
 __all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "eval_transform",
-           "add_arguments", "run"]
+           "preprocess", "add_arguments", "run"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 _PREFIXES = ("hub:", "hf-hub:", "local-dir:")
@@ -142,8 +143,25 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def eval_transform(model: torch.nn.Module):
-    """The model's eval transform, PIL image -> uint8 CxHxW tensor (normalized later, in batch)."""
+    """The model's eval transform, PIL image -> uint8 CxHxW tensor (normalized later, in batch).
+
+    timm's ``create_transform`` on the model's pretrained cfg, without its ToTensor/Normalize;
+    ``model`` may live on the meta device, only its pretrained cfg is read.
+    """
     return create_transform(**resolve_data_config({}, model=model), use_prefetcher=True)
+
+
+def preprocess(images: Sequence[ImageInput], model: torch.nn.Module, device: Union[str, torch.device] = "cpu",
+               dtype: torch.dtype = torch.float32, channels_last: bool = False) -> torch.Tensor:
+    """Images -> the normalized float batch ``model`` is evaluated on (its eval transform)."""
+    data_cfg = resolve_data_config({}, model=model)
+    return _preprocess(images, eval_transform(model), data_cfg["mean"], data_cfg["std"], torch.device(device), dtype,
+                       channels_last)
+
+
+def _preprocess(images, transform, mean, std, device, dtype, channels_last) -> torch.Tensor:
+    batch = torch.stack([transform(load_image(img)) for img in images]).to(device, non_blocking=True)
+    return normalize(batch, mean, std, dtype=dtype, channels_last=channels_last)
 
 
 def _fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -174,7 +192,7 @@ class ImageClassificationInferencer:
         self.device = torch.device(device)
         self.transform = eval_transform(model)
         data_cfg = resolve_data_config({}, model=model)
-        self.input_size = data_cfg["input_size"]
+        self.mean, self.std = data_cfg["mean"], data_cfg["std"]
         names = model.pretrained_cfg.get("label_names") if hasattr(model, "pretrained_cfg") else None
         num_classes = getattr(model, "num_classes", None)
         self.classes = tuple(names) if names and (num_classes is None or len(names) == num_classes) else None
@@ -182,20 +200,15 @@ class ImageClassificationInferencer:
         model.eval()
         prepared = _fold_batchnorm(model) if fold_batchnorm else copy.deepcopy(model)
         model.train(was_training)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = prepared.eval().to(self.device, memory_format=self.memory_format)
-        dtype = next(self.model.parameters()).dtype
-        # (x / 255 - mean) / std as one multiply-add on the uint8 batch
-        mean = torch.tensor(data_cfg["mean"], dtype=torch.float64).view(1, 3, 1, 1)
-        std = torch.tensor(data_cfg["std"], dtype=torch.float64).view(1, 3, 1, 1)
-        self._scale = (1 / (255 * std)).to(self.device, dtype)
-        self._shift = (-mean / std).to(self.device, dtype)
+        self.channels_last = channels_last
+        self.model = prepared.eval().to(self.device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.dtype = next(self.model.parameters()).dtype
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images -> one normalized float batch on the device, as the model sees it."""
-        batch = torch.stack([self.transform(load_image(img)) for img in images]).to(self.device, non_blocking=True)
-        return torch.addcmul(self._shift, batch.to(self._scale.dtype), self._scale).contiguous(
-            memory_format=self.memory_format)
+        return _preprocess(images, self.transform, self.mean, self.std, self.device, self.dtype, self.channels_last)
 
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
@@ -273,7 +286,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no weights at all: random initialisation (to try the command offline)")
     parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--device", help="torch device, e.g. cuda; without it, cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
 
 
