@@ -7,8 +7,8 @@
 The eval transform is the model's own: timm's ``resolve_data_config`` + ``create_transform``
 on its pretrained cfg, which reproduce mmpretrain's test pipeline for each config (resize edge,
 crop, interpolation, mean/std). What makes it fast on a CPU, each measured by
-``scripts/benchmark.py``: the model is prepared once per call on a copy (BatchNorm folded into
-the convolutions, channels_last), images are preprocessed to uint8 and normalized as one batch,
+``scripts/benchmark.py``: the model is prepared once, on a copy (BatchNorm folded into the
+convolutions, channels_last; kept for the next call while the weights are unchanged), images are preprocessed to uint8 and normalized as one batch,
 and the forward runs under ``torch.inference_mode``.
 
 ``predict`` (``add_arguments`` / ``run``) is the ``resnet-hub predict`` command.
@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import itertools
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -267,10 +269,36 @@ def inference_model(model: Union[str, torch.nn.Module], images: Union[ImageInput
     None if the model has none), ``pred_scores`` (all class probabilities, numpy) and ``topk``
     (``[{"label", "score", "class"}, ...]``, best first). One image gives one dict; a list or a
     directory gives a list. ``pretrained`` applies when ``model`` is a name (default: the
-    published weights, as mmpretrain's ``inference_model``).
+    published weights, as mmpretrain's ``inference_model``). A model's prepared copy is kept
+    between calls while its weights stay unchanged, so calling this per image is cheap.
     """
-    inferencer = ImageClassificationInferencer(model, pretrained=pretrained, device=device)
+    if isinstance(model, torch.nn.Module):
+        inferencer = _cached_inferencer(model, device)
+    else:
+        inferencer = ImageClassificationInferencer(model, pretrained=pretrained, device=device)
     return inferencer(images, topk=topk, batch_size=batch_size)
+
+
+# model -> (its weights' identity, the inferencer prepared from them); weak, so it dies with the model
+_PREPARED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, ImageClassificationInferencer]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _cached_inferencer(model: torch.nn.Module, device) -> ImageClassificationInferencer:
+    """The prepared copy of ``model`` from an earlier call, unless any of its tensors changed since.
+
+    Calling ``inference_model(model, image)`` in a loop then folds BatchNorm once, not per image;
+    a training step, ``load_state_dict``, ``.to()`` or any in-place edit bumps a tensor's
+    version counter or replaces it, and the next call prepares afresh.
+    """
+    key = (str(device), tuple((id(t), t.data_ptr(), t._version)
+                              for t in itertools.chain(model.parameters(), model.buffers())))
+    cached = _PREPARED.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    inferencer = ImageClassificationInferencer(model, device=device)
+    _PREPARED[model] = (key, inferencer)
+    return inferencer
 
 
 # ----------------------------------------------------------------------------- resnet-hub predict
