@@ -254,7 +254,8 @@ def baseline_train_transform(cfg, image_column: str = "image", label_column: str
             ops.append(T.RandomResizedCrop(op.size, scale=op.scale, ratio=op.ratio,
                                            interpolation=T.InterpolationMode(op.interpolation or "bilinear")))
         elif op.type == "random_crop":
-            ops.append(T.RandomCrop(op.size, padding=op.padding, fill=op.fill or 0, padding_mode=op.pad_mode))
+            ops.append(T.RandomCrop(op.size, padding=op.padding, fill=op.fill or 0,
+                                    padding_mode=op.pad_mode or "constant"))
         elif op.type == "horizontal_flip":
             ops.append(T.RandomHorizontalFlip(op.prob))
         else:

@@ -8,8 +8,9 @@ The eval transform is the model's own: timm's ``resolve_data_config`` + ``create
 on its pretrained cfg, which reproduce mmpretrain's test pipeline for each config (resize edge,
 crop, interpolation, mean/std). What makes it fast on a CPU, each measured by
 ``scripts/benchmark.py``: the model is prepared once, on a copy (BatchNorm folded into the
-convolutions, channels_last; kept for the next call while the weights are unchanged), images are preprocessed to uint8 and normalized as one batch,
-and the forward runs under ``torch.inference_mode``.
+convolutions, channels_last; kept for the next call while the weights are unchanged), images
+are preprocessed to uint8 and normalized as one batch, and the forward runs under
+``torch.inference_mode``.
 
 ``predict`` (``add_arguments`` / ``run``) is the ``resnet-hub predict`` command.
 """

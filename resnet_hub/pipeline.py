@@ -192,4 +192,7 @@ def prepare_dataset(dataset, transform: TrainTransform):
     """``dataset`` with its image column left encoded and ``transform`` applied on access."""
     from datasets import Image
 
+    for column in (transform.image_column, transform.label_column):
+        if column is not None and column not in dataset.column_names:
+            raise ValueError(f"the dataset has no column {column!r}; its columns: {', '.join(dataset.column_names)}")
     return dataset.cast_column(transform.image_column, Image(decode=False)).with_transform(transform)

@@ -111,8 +111,8 @@ def test_alpha_gray_cmyk_palette_and_16_bit_images_are_converted(model, tmp_path
 def test_rgba_array_drops_alpha(model):
     array = photos(1, size=(32, 32))[0]
     rgba = np.dstack([array, np.full(array.shape[:2], 9, np.uint8)])
-    np.testing.assert_allclose(inference_model(model, rgba)["pred_scores"], inference_model(model, array)["pred_scores"],
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(inference_model(model, rgba)["pred_scores"],
+                               inference_model(model, array)["pred_scores"], rtol=1e-5, atol=1e-7)
 
 
 def test_bad_images_are_clear_errors(model, tmp_path):
