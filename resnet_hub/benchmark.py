@@ -238,7 +238,9 @@ def inference_rows(ctx: BenchContext) -> Iterator[BenchRow]:
         threads = torch.get_num_threads() if device == "cpu" else "-"
         yield BenchRow("inference", ours_ips, ref_ips, "images/s", device,
                        f"{name}, fp32, {n} JPEGs ~500x375 from disk, batch {batch} both sides, {threads} threads, "
-                       f"median of {rounds}; same weights: top-1 agrees on {agree}/{n}", target=1.3)
+                       f"median of {rounds}; same weights: top-1 agrees on {agree}/{n}; each side calls its "
+                       f"inference_model on the same model object every round (ours keeps its BN-folded "
+                       f"channels_last copy between calls)", target=1.3)
 
 
 # ----------------------------------------------------------------------------- input pipeline
@@ -357,6 +359,8 @@ def machine() -> dict[str, str]:
             pass
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    if hasattr(os, "getloadavg"):  # other processes on the machine: rows interleave sides so both share it
+        info["load average (1, 5, 15 min) at the end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     info["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return info
 

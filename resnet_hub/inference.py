@@ -78,12 +78,17 @@ def get_model(name: str, pretrained: Union[bool, str, os.PathLike] = False,
             raise FileNotFoundError(f"no weights file {path}")
         kwargs["pretrained_cfg_overlay"] = dict(kwargs.get("pretrained_cfg_overlay") or {}, file=str(path))
         pretrained = True
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
     try:
         model = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):  # e.g. a local-dir: config naming an unregistered architecture
             raise ValueError(f"{name}: {e}") from None
         raise
+    except (EntryNotFoundError, HfHubHTTPError) as e:  # offline, no such repo or file: say which model
+        raise ConnectionError(f"cannot get the weights of {name} from the Hugging Face Hub "
+                              f"({type(e).__name__}): {e}") from None
     if device is not None:
         model.to(device)
     return model.eval()
@@ -323,10 +328,13 @@ def run(args: argparse.Namespace) -> int:
     if args.weights and args.random_init:
         raise ValueError("--weights and --random-init exclude each other")
     pretrained = args.weights or not args.random_init
-    inferencer = ImageClassificationInferencer(get_model(args.model, pretrained=pretrained), device=args.device)
     paths: list[ImageInput] = []
     for image in args.images:
         paths.extend(_expand(image))
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:  # before any download
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    inferencer = ImageClassificationInferencer(get_model(args.model, pretrained=pretrained), device=args.device)
     results = inferencer(paths, topk=args.topk, batch_size=args.batch_size)
     for path, result in zip(paths, results, strict=True):
         result.pop("pred_scores")

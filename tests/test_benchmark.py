@@ -102,7 +102,8 @@ def test_cifar_fixed_crop_is_exact_and_random_crops_are_crops_of_the_padded_imag
 
     torch.manual_seed(1)
     out = prepare_dataset(dataset, train_transform(load_config("resnet18_8xb16_cifar10"), "image", "label"))[:]["image"]
-    padded = torch.nn.functional.pad(torch.stack([torch.from_numpy(p).permute(2, 0, 1) for p in photos]), (4,) * 4)
+    originals = torch.stack([torch.from_numpy(p.copy()).permute(2, 0, 1) for p in photos])
+    padded = torch.nn.functional.pad(originals, (4,) * 4)
     for i, image in enumerate(out):
         crops = [padded[i, :, t:t + 32, s:s + 32] for t in range(9) for s in range(9)]
         assert any(torch.equal(image, c) or torch.equal(image, c.flip(-1)) for c in crops), i

@@ -170,15 +170,66 @@ def test_predict_with_a_weights_file(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["predict", CIFAR, "nowhere.jpg", "--random-init"], "error: no such image file: nowhere.jpg"),
-    (["predict", "resnet18_8xb16_cifar1O", "x.jpg"], "error: unknown model 'resnet18_8xb16_cifar1O'; closest: "),
-    (["predict", CIFAR, "x.jpg", "--weights", "none.safetensors"], "error: no weights file none.safetensors"),
+    (["predict", "resnet18_8xb16_cifar1O", "x.png"], "error: unknown model 'resnet18_8xb16_cifar1O'; closest: "),
+    (["predict", CIFAR, "x.png", "--weights", "none.safetensors"], "error: no weights file none.safetensors"),
 ])
-def test_predict_errors_are_one_line(capsys, argv, message):
+def test_predict_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    save(photos(1)[0], tmp_path / "x.png")
     code, _, err = _run(capsys, *argv)
     assert code == 1 and err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_predict_without_the_hub_says_which_model(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty"))
+    image = save(photos(1)[0], tmp_path / "x.png")
+    code, _, err = _run(capsys, "predict", f"hub:{CIFAR}", str(image))
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: cannot get the weights of hub:{CIFAR} from the Hugging Face Hub"), err
 
 
 def test_predict_reports_a_non_image(capsys, tmp_path):
     (tmp_path / "a.jpg").write_text("hello")
     code, _, err = _run(capsys, "predict", CIFAR, str(tmp_path / "a.jpg"), "--random-init")
     assert code == 1 and err.startswith(f"error: {tmp_path / 'a.jpg'} is not an image") and err.count("\n") == 1
+
+
+def _readme_section(title):
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def _blocks(section, language):
+    import re
+
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_inference_snippets_run(capsys, tmp_path, monkeypatch):
+    section = _readme_section("Inference and the resnet-hub CLI")
+    [python] = _blocks(section, "python")
+    exec(compile(python, "README.md", "exec"), {})
+    assert "[" in capsys.readouterr().out  # the top-k classes were printed
+
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    save(photos(1)[0], tmp_path / "photo.jpg")
+    [bash] = _blocks(section, "bash")
+    ran = 0
+    for line in bash.splitlines():
+        argv = shlex.split(line, comments=True)
+        if not argv or "hub:" in line or argv[1] == "bench":  # needs the Hub / takes minutes (test_benchmark)
+            continue
+        assert argv[0] == "resnet-hub"
+        code, out, err = _run(capsys, *argv[1:])
+        assert code == 0 and out and not err, (line, err)
+        ran += 1
+    assert ran == 4
