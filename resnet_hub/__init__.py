@@ -19,10 +19,11 @@ from .configs import (  # noqa: E402
     load_config,
 )
 from .hub_prefix import install as _install_hub_prefix  # noqa: E402
+from .inference import get_model, inference_model  # noqa: E402
 
 _install_hub_prefix()
 
 __all__ = [
     "__version__", "DEFAULT_NAMESPACE", "HubConfig", "HubConfigError", "hub_namespace", "hub_repo_id",
-    "list_configs", "load_config",
+    "list_configs", "load_config", "get_model", "inference_model",
 ]

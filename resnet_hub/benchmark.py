@@ -1,0 +1,421 @@
+"""Benchmarks measured side by side in one run: resnet_hub against the reference way.
+
+Every row is a function registered with :func:`register`: ``fn(ctx: BenchContext) ->
+Iterable[BenchRow]``. It measures "ours" and "reference" on the same data on the same machine,
+interleaved round by round (:func:`measure_pair`, so load from other processes hits both sides
+alike), and yields rows. ``run`` writes the rows as JSON (``--json``) and as a markdown table
+with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a full run).
+
+Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``,
+same weights, same images) and ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.pipeline`
+vs HF ``Image()`` + ``with_transform`` + torchvision). Needs the ``train`` and ``test`` extras.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import io
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["BenchContext", "BenchRow", "ROWS", "register", "measure_pair", "run_rows", "write_markdown",
+           "make_photos", "write_jpegs", "jpeg_dataset", "inference_pair", "mmpretrain_inference",
+           "baseline_train_transform", "add_arguments", "run"]
+
+DEFAULT_MARKDOWN = Path("benchmarks") / "RESULTS.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchContext:
+    """What a row function gets: the run's size, a scratch folder, the devices to measure on."""
+    quick: bool
+    workdir: Path
+    devices: tuple[str, ...]
+    log: Callable[[str], None] = print
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchRow:
+    name: str
+    ours: float
+    reference: float
+    unit: str
+    device: str
+    settings: str
+    target: Optional[float] = None  # the ratio to reach, shown in the markdown table
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.reference if self.reference else float("nan")
+
+    def as_json(self) -> dict:
+        return dict(name=self.name, ours=round(self.ours, 4), reference=round(self.reference, 4),
+                    ratio=round(self.ratio, 4), unit=self.unit, device=self.device, settings=self.settings)
+
+
+ROWS: dict[str, Callable[[BenchContext], Iterable[BenchRow]]] = {}
+
+
+def register(name: str):
+    """Decorator: add a row function, run by ``scripts/benchmark.py`` (``--only NAME`` selects)."""
+    def decorate(fn):
+        ROWS[name] = fn
+        return fn
+    return decorate
+
+
+def measure_pair(ours: Callable[[], object], reference: Callable[[], object], items: int, rounds: int,
+                 warmup: bool = True) -> tuple[float, float]:
+    """Items per second of each side, the median of ``rounds`` interleaved runs of each."""
+    if warmup:
+        ours(), reference()
+    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    for _ in range(rounds):
+        for side, fn in (("ours", ours), ("reference", reference)):
+            start = time.perf_counter()
+            fn()
+            times[side].append(time.perf_counter() - start)
+    return items / statistics.median(times["ours"]), items / statistics.median(times["reference"])
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "camera")
+
+
+def make_photos(n: int, size: tuple[int, int] = (500, 375), jitter: float = 0.2, seed: int = 0) -> list[np.ndarray]:
+    """``n`` RGB photographs: random crops of scikit-image's sample photos resized to ``size``
+    (w, h) +- ``jitter`` (ImageNet-like by default)."""
+    import skimage.data
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    sources = []
+    for name in _PHOTOS:
+        a = getattr(skimage.data, name)()
+        sources.append(np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a[..., :3])
+    photos = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        h, w = src.shape[:2]
+        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
+        top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = src[top:top + ch, left:left + cw]
+        out_w, out_h = (max(1, round(s * rng.uniform(1 - jitter, 1 + jitter))) for s in size)
+        photos.append(np.asarray(Image.fromarray(crop).resize((out_w, out_h), Image.BILINEAR)))
+    return photos
+
+
+def _encode(array: np.ndarray, fmt: str) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def write_jpegs(folder: Path, photos: Sequence[np.ndarray]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, photo in enumerate(photos):
+        path = folder / f"photo_{i:04d}.jpg"
+        path.write_bytes(_encode(photo, "JPEG"))
+        paths.append(path)
+    return paths
+
+
+def jpeg_dataset(photos: Sequence[np.ndarray], fmt: str = "JPEG", image_column: str = "image",
+                 label_column: str = "label", num_classes: int = 1000):
+    """An in-memory HF dataset of encoded images, as ImageNet or CIFAR on the Hub hold them."""
+    from datasets import Dataset, Features, Image, Value
+
+    return Dataset.from_dict(
+        {image_column: [{"bytes": _encode(p, fmt), "path": None} for p in photos],
+         label_column: [i % num_classes for i in range(len(photos))]},
+        features=Features({image_column: Image(), label_column: Value("int64")}),
+    )
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def _randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics, so that a mismatch anywhere would show in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 0.5 + 0.75)
+
+
+def _copy_weights_by_position(src: torch.nn.Module, dst: torch.nn.Module, skip_prefix: str) -> None:
+    """timm and mmpretrain ResNets list the same tensors in the same order; copy by position, strictly."""
+    src_items = list(src.state_dict().items())
+    dst_keys = [k for k in dst.state_dict() if not k.startswith(skip_prefix)]
+    if len(src_items) != len(dst_keys):
+        raise ValueError(f"{len(src_items)} tensors in ours, {len(dst_keys)} in the reference")
+    dst_state = dst.state_dict()
+    new = {}
+    for (src_key, tensor), dst_key in zip(src_items, dst_keys, strict=True):
+        if tensor.shape != dst_state[dst_key].shape:
+            raise ValueError(f"{src_key} {tuple(tensor.shape)} != {dst_key} {tuple(dst_state[dst_key].shape)}")
+        new[dst_key] = tensor.clone()
+    new.update({k: v for k, v in dst_state.items() if k.startswith(skip_prefix)})
+    dst.load_state_dict(new, strict=True)
+
+
+def inference_pair(name: str, device: str = "cpu", seed: int = 0):
+    """(our timm model, mmpretrain's ``get_model(name)``) for config ``name``, same random weights."""
+    import timm
+    from mmpretrain.apis import get_model as mmpretrain_get_model
+
+    torch.manual_seed(seed)
+    ours = timm.create_model(name).eval()
+    _randomize_batchnorm(ours, seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference = mmpretrain_get_model(name, pretrained=False)
+    _copy_weights_by_position(ours, reference, skip_prefix="data_preprocessor.")
+    return ours.to(device), reference.to(device).eval()
+
+
+def mmpretrain_inference(model, images: Sequence, batch_size: int) -> list[dict]:
+    """All results of mmpretrain's inferencer (``mmpretrain.apis.inference_model`` builds the same
+    one but returns only the first image's result)."""
+    from mmpretrain.apis import ImageClassificationInferencer
+
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress bar
+        return ImageClassificationInferencer(model, pretrained=False)(
+            [str(p) if isinstance(p, Path) else p for p in images], batch_size=batch_size)
+
+
+@register("inference")
+def inference_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    from mmpretrain.apis import inference_model as mmpretrain_inference_model
+
+    from .inference import inference_model
+
+    name = "resnet18_8xb32_in1k" if ctx.quick else "resnet50_8xb32_in1k"
+    n, batch, rounds = (8, 4, 1) if ctx.quick else (64, 16, 3)
+    paths = [str(p) for p in write_jpegs(ctx.workdir / "inference", make_photos(n, seed=1))]
+    for device in ctx.devices:
+        ours_model, ref_model = inference_pair(name, device)
+        ours_results = inference_model(ours_model, paths, batch_size=batch)
+        ref_results = mmpretrain_inference(ref_model, paths, batch_size=batch)
+        agree = sum(a["pred_label"] == b["pred_label"] for a, b in zip(ours_results, ref_results, strict=True))
+
+        def ours(model=ours_model) -> None:
+            inference_model(model, paths, batch_size=batch)
+
+        def reference(model=ref_model) -> None:
+            with contextlib.redirect_stdout(io.StringIO()):  # its progress bar
+                mmpretrain_inference_model(model, paths, batch_size=batch)
+
+        ctx.log(f"inference {name} on {device}: {n} images, batch {batch}, {rounds} rounds")
+        ours_ips, ref_ips = measure_pair(ours, reference, items=n, rounds=rounds)
+        threads = torch.get_num_threads() if device == "cpu" else "-"
+        yield BenchRow("inference", ours_ips, ref_ips, "images/s", device,
+                       f"{name}, fp32, {n} JPEGs ~500x375 from disk, batch {batch} both sides, {threads} threads, "
+                       f"median of {rounds}; same weights: top-1 agrees on {agree}/{n}; each side calls its "
+                       f"inference_model on the same model object every round (ours keeps its BN-folded "
+                       f"channels_last copy between calls)", target=1.3)
+
+
+# ----------------------------------------------------------------------------- input pipeline
+
+
+def baseline_train_transform(cfg, image_column: str = "image", label_column: str = "label"):
+    """The plain way: HF-decoded PIL images -> torchvision per sample -> normalized float tensors."""
+    from torchvision import transforms as T
+
+    ops = []
+    for op in cfg.training.augmentation:
+        if op.type == "random_resized_crop":
+            ops.append(T.RandomResizedCrop(op.size, scale=op.scale, ratio=op.ratio,
+                                           interpolation=T.InterpolationMode(op.interpolation or "bilinear")))
+        elif op.type == "random_crop":
+            ops.append(T.RandomCrop(op.size, padding=op.padding, fill=op.fill or 0,
+                                    padding_mode=op.pad_mode or "constant"))
+        elif op.type == "horizontal_flip":
+            ops.append(T.RandomHorizontalFlip(op.prob))
+        else:
+            raise ValueError(f"no baseline for {op.type}")
+    tf = T.Compose([*ops, T.ToTensor(), T.Normalize(cfg.eval.mean, cfg.eval.std)])
+
+    def transform(examples: dict) -> dict:
+        return {image_column: [tf(img.convert("RGB")) for img in examples[image_column]],
+                label_column: examples[label_column]}
+    return transform
+
+
+def _pipeline_pair(cfg, dataset, batch: int):
+    """(ours, reference, ours with normalize on this CPU): each reads the whole dataset once."""
+    from torch.utils.data import DataLoader
+
+    from .pipeline import batch_loader, normalize, prepare_dataset, train_transform
+
+    base_ds = dataset.with_transform(baseline_train_transform(cfg))
+    ours_ds = prepare_dataset(dataset, train_transform(cfg, "image", "label"))
+
+    def ours() -> None:
+        for _ in batch_loader(ours_ds, batch_size=batch):
+            pass
+
+    def ours_normalized() -> None:
+        for b in batch_loader(ours_ds, batch_size=batch):
+            normalize(b["image"], cfg.eval.mean, cfg.eval.std)
+
+    def reference() -> None:
+        for _ in DataLoader(base_ds, batch_size=batch):
+            pass
+    return ours, reference, ours_normalized
+
+
+@register("pipeline")
+def pipeline_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    from .configs import load_config
+
+    rounds, batch = (1, 8) if ctx.quick else (3, 32)
+    cases = [("pipeline", "resnet50_8xb32_in1k", 16 if ctx.quick else 256, (500, 375), "JPEG",
+              "RandomResizedCrop 224 + flip"),
+             ("pipeline_cifar", "resnet18_8xb16_cifar10", 64 if ctx.quick else 2048, (32, 32), "PNG",
+              "RandomCrop 32 pad 4 + flip")]
+    for row_name, config, n, size, fmt, what in cases:
+        cfg = load_config(config)
+        jitter = 0.0 if size == (32, 32) else 0.2  # CIFAR images are exactly 32x32
+        dataset = jpeg_dataset(make_photos(n, size=size, jitter=jitter, seed=2), fmt=fmt)
+        ctx.log(f"{row_name}: {n} {fmt} images, batch {batch}, 1 thread, {rounds} rounds")
+        with torch_threads(1):
+            ours, reference, ours_normalized = _pipeline_pair(cfg, dataset, batch)
+            ours_ips, ref_ips = measure_pair(ours, reference, items=n, rounds=rounds)
+            norm_ips, ref2_ips = measure_pair(ours_normalized, reference, items=n, rounds=rounds, warmup=False)
+        yield BenchRow(row_name, ours_ips, ref_ips, "images/s/core", "cpu",
+                       f"{what} ({config}), {n} {fmt} ~{size[0]}x{size[1]} in an in-memory HF dataset, batch {batch}, "
+                       f"0 workers, 1 torch thread, median of {rounds}. Reference: DataLoader over with_transform, "
+                       f"normalized float32 out. Ours: batch_loader, uint8 out, normalize() left to the accelerator; "
+                       f"with normalize() on this CPU too: {norm_ips:.1f} vs {ref2_ips:.1f} "
+                       f"(ratio {norm_ips / ref2_ips:.2f})", target=1.5)
+
+
+# ----------------------------------------------------------------------------- running and reporting
+
+
+def run_rows(names: Sequence[str], ctx: BenchContext) -> list[BenchRow]:
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        raise ValueError(f"unknown benchmark row(s) {', '.join(unknown)}; known: {', '.join(ROWS)}")
+    rows: list[BenchRow] = []
+    for name in names:
+        for row in ROWS[name](ctx):
+            ctx.log(f"  {row.name} [{row.device}]: ours {row.ours:.2f}, reference {row.reference:.2f} "
+                    f"{row.unit}, ratio {row.ratio:.2f}")
+            rows.append(row)
+    return rows
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, str]:
+    import timm
+    import torchvision
+
+    info = {"cpu": _cpu_model(), "cores": str(os.cpu_count()), "torch threads": str(torch.get_num_threads()),
+            "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__}
+    for package in ("datasets", "mmpretrain", "mmcv", "mmengine"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    if hasattr(os, "getloadavg"):  # other processes on the machine: rows interleave sides so both share it
+        info["load average (1, 5, 15 min) at the end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    info["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return info
+
+
+def write_markdown(rows: Sequence[BenchRow], path: Path, quick: bool) -> None:
+    lines = ["# Benchmarks", "",
+             "Measured side by side in one run by `python scripts/benchmark.py" + (" --quick" if quick else "") + "`: "
+             "each row times resnet_hub (\"ours\") and the reference way on the same data, interleaved round by "
+             "round. Higher is better; ratio = ours / reference.", "",
+             "| row | device | ours | reference | unit | ratio | target | settings |",
+             "| --- | --- | ---: | ---: | --- | ---: | --- | --- |"]
+    for r in rows:
+        target = "-" if r.target is None else f">= {r.target:g} " + ("met" if r.ratio >= r.target else "**MISSED**")
+        lines.append(f"| {r.name} | {r.device} | {r.ours:.2f} | {r.reference:.2f} | {r.unit} | {r.ratio:.2f} | "
+                     f"{target} | {r.settings} |")
+    missed = [r for r in rows if r.target is not None and r.ratio < r.target]
+    if missed:
+        lines += ["", "Targets missed: " + "; ".join(f"{r.name} [{r.device}] {r.ratio:.2f} < {r.target:g}"
+                                                    for r in missed) + "."]
+    lines += ["", "## Machine", "", "| | |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in machine().items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks it runs")
+    parser.add_argument("--json", metavar="OUT", help="write the rows as a JSON list to this file")
+    parser.add_argument("--markdown", metavar="PATH",
+                        help=f"write the markdown table and the machine here; without it a full run writes "
+                             f"{DEFAULT_MARKDOWN} and --quick writes none")
+    parser.add_argument("--only", metavar="ROWS", help=f"comma-separated rows to run, of: {', '.join(ROWS)}; "
+                                                       "without it, all")
+    parser.add_argument("--device", action="append", choices=["cpu", "cuda"],
+                        help="device for the model rows, repeatable; without it cpu, and cuda when present")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else list(ROWS)
+    devices = tuple(args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    with tempfile.TemporaryDirectory(prefix="resnet_hub_bench_") as tmp:
+        ctx = BenchContext(quick=args.quick, workdir=Path(tmp), devices=devices)
+        rows = run_rows(names, ctx)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = out.with_name(out.name + ".tmp")
+        tmp_out.write_text(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
+        os.replace(tmp_out, out)
+    markdown = args.markdown or (None if args.quick else str(DEFAULT_MARKDOWN))
+    if markdown:
+        write_markdown(rows, Path(markdown), args.quick)
+        print(f"wrote {markdown}")
+    return 0

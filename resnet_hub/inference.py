@@ -1,0 +1,354 @@
+"""Classify images with a zoo model, as mmpretrain's ``get_model`` / ``inference_model`` do.
+
+>>> import resnet_hub
+>>> result = resnet_hub.inference_model("hub:resnet50_8xb32_in1k", "cat.jpg")
+>>> result["pred_class"], result["pred_score"]
+
+The eval transform is the model's own: timm's ``resolve_data_config`` + ``create_transform``
+on its pretrained cfg, which reproduce mmpretrain's test pipeline for each config (resize edge,
+crop, interpolation, mean/std). What makes it fast on a CPU, each measured by
+``scripts/benchmark.py``: the model is prepared once, on a copy (BatchNorm folded into the
+convolutions, channels_last; kept for the next call while the weights are unchanged), images
+are preprocessed to uint8 and normalized as one batch, and the forward runs under
+``torch.inference_mode``.
+
+``predict`` (``add_arguments`` / ``run``) is the ``resnet-hub predict`` command.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import itertools
+import json
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+import timm
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from timm.data import create_transform, resolve_data_config
+
+from .configs import list_configs
+from .pipeline import normalize
+
+__all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "eval_transform",
+           "preprocess", "add_arguments", "run"]
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+_PREFIXES = ("hub:", "hf-hub:", "local-dir:")
+
+
+def _unknown_model(name: str) -> ValueError:
+    known = list_configs()
+    hint = difflib.get_close_matches(name, known, n=3, cutoff=0.4) or \
+        difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+    return ValueError(f"unknown model {name!r}; closest: {', '.join(hint) if hint else 'none'} "
+                      f"(the zoo's {len(known)} names: resnet-hub list, or resnet_hub.list_configs(); "
+                      "prefixes: hub:NAME, hf-hub:REPO, local-dir:PATH)")
+
+
+def get_model(name: str, pretrained: Union[bool, str, os.PathLike] = False,
+              device: Union[str, torch.device, None] = None, **kwargs: Any) -> torch.nn.Module:
+    """A zoo model by name, in eval mode, as mmpretrain's ``get_model``.
+
+    ``name`` is a config name (``resnet50_8xb32_in1k``), ``hub:NAME[@REV]``, ``hf-hub:REPO`` or
+    ``local-dir:PATH`` (a folder with ``config.json`` + ``model.safetensors``); any other timm
+    model name works too. ``pretrained`` is ``False`` (random init), ``True`` (the published
+    weights) or the path of a weights file (``.safetensors``, or a ``.pth`` read with
+    ``weights_only=True``). ``kwargs`` go to ``timm.create_model`` (``num_classes=``, ...).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+    name = name.strip()
+    prefix = next((p for p in _PREFIXES if name.lower().startswith(p)), None)
+    if prefix is None and not timm.is_model(name):
+        raise _unknown_model(name)
+    if prefix == "local-dir:":
+        folder = Path(name[len(prefix):]).expanduser()
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{name}: no config.json in {folder} (a local-dir: model is a folder "
+                                    "with config.json and model.safetensors)")
+    if isinstance(pretrained, (str, os.PathLike)):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no weights file {path}")
+        kwargs["pretrained_cfg_overlay"] = dict(kwargs.get("pretrained_cfg_overlay") or {}, file=str(path))
+        pretrained = True
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        model = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):  # e.g. a local-dir: config naming an unregistered architecture
+            raise ValueError(f"{name}: {e}") from None
+        raise
+    except (EntryNotFoundError, HfHubHTTPError) as e:  # offline, no such repo or file: say which model
+        raise ConnectionError(f"cannot get the weights of {name} from the Hugging Face Hub "
+                              f"({type(e).__name__}): {e}") from None
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def load_image(image: ImageInput) -> Image.Image:
+    """An RGB PIL image from a path, a PIL image or an array, whatever its mode.
+
+    Alpha is dropped (as OpenCV's ``imread`` does for mmpretrain), grayscale is repeated over
+    three channels, CMYK, palette and 16-bit images are converted, and EXIF orientation is
+    applied. Arrays are HxW or HxWxC (C = 1, 3 or 4) in **RGB** order, uint8 or float in [0, 1].
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such image file: {path}" + (" (a directory)" if path.is_dir() else ""))
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                img = ImageOps.exif_transpose(opened)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"{path} is not an image that can be read: {e}") from None
+    elif isinstance(image, Image.Image):
+        img = image
+    elif isinstance(image, np.ndarray):
+        img = _array_to_image(image)
+    elif isinstance(image, torch.Tensor):
+        raise ValueError("pass images as paths, PIL images or HxWxC numpy arrays; for an already "
+                         "preprocessed tensor call the model directly")
+    else:
+        raise ValueError(f"cannot read an image from {type(image).__name__}: pass a path, a PIL image or a numpy array")
+    return _to_rgb(img)
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    a = array
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) == 0:
+        raise ValueError(f"an image array is HxW or HxWxC with C in (1, 3, 4); got shape {array.shape}")
+    if a.dtype != np.uint8:
+        if a.dtype.kind == "f" and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1:
+            a = np.round(a * 255).astype(np.uint8)
+        else:
+            raise ValueError(f"an image array is uint8, or float in [0, 1]; got {a.dtype} "
+                             f"with values in [{a.min()}, {a.max()}]")
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale, don't clip
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.round(a / top * 255).clip(0, 255).astype(np.uint8))
+    elif img.mode == "P":  # palette with transparency: via RGBA, so PIL does not warn
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def eval_transform(model: torch.nn.Module):
+    """The model's eval transform, PIL image -> uint8 CxHxW tensor (normalized later, in batch).
+
+    timm's ``create_transform`` on the model's pretrained cfg, without its ToTensor/Normalize;
+    ``model`` may live on the meta device, only its pretrained cfg is read.
+    """
+    return create_transform(**resolve_data_config({}, model=model), use_prefetcher=True)
+
+
+def preprocess(images: Sequence[ImageInput], model: torch.nn.Module, device: Union[str, torch.device] = "cpu",
+               dtype: torch.dtype = torch.float32, channels_last: bool = False) -> torch.Tensor:
+    """Images -> the normalized float batch ``model`` is evaluated on (its eval transform)."""
+    data_cfg = resolve_data_config({}, model=model)
+    return _preprocess(images, eval_transform(model), data_cfg["mean"], data_cfg["std"], torch.device(device), dtype,
+                       channels_last)
+
+
+def _preprocess(images, transform, mean, std, device, dtype, channels_last) -> torch.Tensor:
+    batch = torch.stack([transform(load_image(img)) for img in images]).to(device, non_blocking=True)
+    return normalize(batch, mean, std, dtype=dtype, channels_last=channels_last)
+
+
+def _fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy with every conv -> BatchNorm pair folded into one conv (eval numerics unchanged)."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)  # fuse() works on a deep copy
+    except Exception:  # a model torch.fx cannot trace runs unfused: slower, same results
+        return copy.deepcopy(model)
+
+
+class ImageClassificationInferencer:
+    """A model prepared once for fast inference; call it on images, as mmpretrain's class of this name.
+
+    The model given is not modified: a copy is made with BatchNorm folded and channels_last.
+    """
+
+    def __init__(self, model: Union[str, torch.nn.Module], pretrained: Union[bool, str, os.PathLike] = True,
+                 device: Union[str, torch.device, None] = None, fold_batchnorm: bool = True,
+                 channels_last: bool = True):
+        if isinstance(model, str):
+            model = get_model(model, pretrained=pretrained)
+        elif not isinstance(model, torch.nn.Module):
+            raise ValueError(f"model must be a name or a torch.nn.Module, got {type(model).__name__}")
+        if device is None:
+            device = next(model.parameters()).device
+        self.device = torch.device(device)
+        self.transform = eval_transform(model)
+        data_cfg = resolve_data_config({}, model=model)
+        self.mean, self.std = data_cfg["mean"], data_cfg["std"]
+        names = model.pretrained_cfg.get("label_names") if hasattr(model, "pretrained_cfg") else None
+        num_classes = getattr(model, "num_classes", None)
+        self.classes = tuple(names) if names and (num_classes is None or len(names) == num_classes) else None
+        was_training = model.training
+        model.eval()
+        prepared = _fold_batchnorm(model) if fold_batchnorm else copy.deepcopy(model)
+        model.train(was_training)
+        self.channels_last = channels_last
+        self.model = prepared.eval().to(self.device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.dtype = next(self.model.parameters()).dtype
+
+    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Images -> one normalized float batch on the device, as the model sees it."""
+        return _preprocess(images, self.transform, self.mean, self.std, self.device, self.dtype, self.channels_last)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Class probabilities, (N, num_classes), for up to a batch of images."""
+        return self.model(self.preprocess(images)).float().softmax(dim=-1)
+
+    def __call__(self, images: Union[ImageInput, Sequence[ImageInput]], topk: int = 5,
+                 batch_size: int = 16) -> Union[dict, list[dict]]:
+        """One result dict per image (a list for a list or a directory, else one dict)."""
+        single = not isinstance(images, (list, tuple)) and not _is_dir(images)
+        items = _expand(images)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise ValueError(f"topk must be a positive integer, got {topk!r}")
+        results = []
+        for start in range(0, len(items), batch_size):
+            probs = self.predict_batch(items[start:start + batch_size]).cpu()
+            results.extend(self._result(p, topk) for p in probs)
+        return results[0] if single else results
+
+    def _result(self, probs: torch.Tensor, topk: int) -> dict:
+        scores, labels = probs.topk(min(topk, probs.numel()))
+        top = [{"label": int(i), "score": float(s), "class": self._name(int(i))}
+               for s, i in zip(scores, labels, strict=True)]
+        return dict(pred_label=top[0]["label"], pred_score=top[0]["score"], pred_class=top[0]["class"],
+                    pred_scores=probs.numpy(), topk=top)
+
+    def _name(self, label: int) -> str | None:
+        return self.classes[label] if self.classes is not None else None
+
+
+def _is_dir(images: Any) -> bool:
+    return isinstance(images, (str, os.PathLike)) and Path(images).is_dir()
+
+
+def _expand(images: Union[ImageInput, Sequence[ImageInput]]) -> list[ImageInput]:
+    if _is_dir(images):  # a folder: its files, sorted, as mmpretrain's inferencer does
+        files = sorted(p for p in Path(images).iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise FileNotFoundError(f"no files in directory {images}")
+        return list(files)
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise ValueError("no images given")
+    return items
+
+
+def inference_model(model: Union[str, torch.nn.Module], images: Union[ImageInput, Sequence[ImageInput]],
+                    topk: int = 5, batch_size: int = 16, pretrained: Union[bool, str, os.PathLike] = True,
+                    device: Union[str, torch.device, None] = None) -> Union[dict, list[dict]]:
+    """Classify ``images`` with ``model`` (a name as for :func:`get_model`, or a model).
+
+    ``images`` is a path, a PIL image, an HxWxC RGB numpy array, a list of them, or a directory.
+    Returns, per image, a dict: ``pred_label``, ``pred_score``, ``pred_class`` (the label name,
+    None if the model has none), ``pred_scores`` (all class probabilities, numpy) and ``topk``
+    (``[{"label", "score", "class"}, ...]``, best first). One image gives one dict; a list or a
+    directory gives a list. ``pretrained`` applies when ``model`` is a name (default: the
+    published weights, as mmpretrain's ``inference_model``). A model's prepared copy is kept
+    between calls while its weights stay unchanged, so calling this per image is cheap.
+    """
+    if isinstance(model, torch.nn.Module):
+        inferencer = _cached_inferencer(model, device)
+    else:
+        inferencer = ImageClassificationInferencer(model, pretrained=pretrained, device=device)
+    return inferencer(images, topk=topk, batch_size=batch_size)
+
+
+# model -> (its weights' identity, the inferencer prepared from them); weak, so it dies with the model
+_PREPARED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, ImageClassificationInferencer]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _cached_inferencer(model: torch.nn.Module, device) -> ImageClassificationInferencer:
+    """The prepared copy of ``model`` from an earlier call, unless any of its tensors changed since.
+
+    Calling ``inference_model(model, image)`` in a loop then folds BatchNorm once, not per image;
+    a training step, ``load_state_dict``, ``.to()`` or any in-place edit bumps a tensor's
+    version counter or replaces it, and the next call prepares afresh.
+    """
+    key = (str(device), tuple((id(t), t.data_ptr(), t._version)
+                              for t in itertools.chain(model.parameters(), model.buffers())))
+    cached = _PREPARED.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    inferencer = ImageClassificationInferencer(model, device=device)
+    _PREPARED[model] = (key, inferencer)
+    return inferencer
+
+
+# ----------------------------------------------------------------------------- resnet-hub predict
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL",
+                        help="config name (resnet50_8xb32_in1k), hub:NAME[@REV], hf-hub:REPO or local-dir:PATH")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files or directories of images")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="weights file (.safetensors) to load instead of the published weights")
+    parser.add_argument("--random-init", action="store_true",
+                        help="no weights at all: random initialisation (to try the command offline)")
+    parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    parser.add_argument("--device", help="torch device, e.g. cuda; without it, cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.weights and args.random_init:
+        raise ValueError("--weights and --random-init exclude each other")
+    pretrained = args.weights or not args.random_init
+    paths: list[ImageInput] = []
+    for image in args.images:
+        paths.extend(_expand(image))
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:  # before any download
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    inferencer = ImageClassificationInferencer(get_model(args.model, pretrained=pretrained), device=args.device)
+    results = inferencer(paths, topk=args.topk, batch_size=args.batch_size)
+    for path, result in zip(paths, results, strict=True):
+        result.pop("pred_scores")
+        if args.json:
+            print(json.dumps(dict(image=str(path), **result)))
+            continue
+        print(f"{path}: {_label_text(result)}  {result['pred_score']:.4f}")
+        for entry in result["topk"][1:]:
+            print(f"    {entry['score']:.4f}  {_label_text(entry)}")
+    return 0
+
+
+def _label_text(entry: dict) -> str:
+    label = entry.get("pred_label", entry.get("label"))
+    name = entry.get("pred_class", entry.get("class"))
+    return f"{name} ({label})" if name is not None else f"class {label}"
+

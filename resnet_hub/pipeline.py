@@ -1,0 +1,198 @@
+"""A fast training input pipeline: encoded images in an HF dataset -> uint8 batches -> normalize on the device.
+
+The plain way, ``Image()`` + ``with_transform`` + torchvision on PIL images, decodes with PIL,
+augments, converts to float and normalizes every sample on the CPU. Here the image column stays
+encoded (``Image(decode=False)``), bytes are decoded by ``torchvision.io``, crops are taken
+before resizing, resizing runs on channels_last uint8 (torch's vectorized uint8 path), and the
+batch leaves the worker as uint8: a quarter of the bytes, normalized where the model runs by
+:func:`normalize`. ``scripts/benchmark.py`` measures it against the plain way (row ``pipeline``).
+
+>>> transform = train_transform(load_config("resnet50_8xb32_in1k"))
+>>> ds = prepare_dataset(hf_dataset, transform)          # ds[i:j]["image"]: uint8 (B, 3, 224, 224)
+>>> for batch in batch_loader(ds, batch_size=256, shuffle=True, num_workers=8, pin_memory=True):
+...     x = normalize(batch["image"].to("cuda", non_blocking=True), cfg.eval.mean, cfg.eval.std)
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms.v2 import functional as TF
+
+from .configs import Augmentation, HubConfig
+
+__all__ = ["TrainTransform", "train_transform", "prepare_dataset", "batch_loader", "decode", "normalize", "SUPPORTED"]
+
+SUPPORTED = ("random_resized_crop", "random_crop", "horizontal_flip", "resize")
+_INTERPOLATION = {"bilinear": TF.InterpolationMode.BILINEAR, "bicubic": TF.InterpolationMode.BICUBIC,
+                  "nearest": TF.InterpolationMode.NEAREST}
+
+
+def decode(image: Any) -> torch.Tensor:
+    """An encoded image (``{"bytes", "path"}`` as ``Image(decode=False)`` gives, raw bytes or a
+    path) -> uint8 RGB tensor (3, H, W). JPEG, PNG, GIF and WebP; gray and CMYK become RGB."""
+    if isinstance(image, Mapping):
+        data, path = image.get("bytes"), image.get("path")
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        data, path = image, None
+    else:
+        data, path = None, image
+    if data is None:
+        if path is None:
+            raise ValueError("an image entry with neither bytes nor a path")
+        with open(path, "rb") as f:
+            data = f.read()
+    try:
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise ValueError(f"cannot decode image{' ' + str(path) if path else ''}: {e}") from None
+
+
+def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32,
+              channels_last: bool = True) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> ``(x / 255 - mean) / std`` in ``dtype``, on the batch's device.
+
+    ``mean``/``std`` on a 0-1 scale (as in hub_configs and timm's pretrained cfgs).
+    """
+    if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != len(mean):
+        raise ValueError(f"expected a uint8 batch (B, {len(mean)}, H, W), got {batch.dtype} {tuple(batch.shape)}")
+    m = torch.tensor(mean, dtype=torch.float64, device=batch.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64, device=batch.device).view(1, -1, 1, 1)
+    # the layout change on uint8 (a quarter of the bytes), then one multiply-add pass
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.addcmul((-m / s).to(dtype), batch.contiguous(memory_format=fmt).to(dtype), (1 / (255 * s)).to(dtype))
+
+
+class TrainTransform:
+    """A batch transform for ``Dataset.with_transform``: encoded images -> augmented uint8 batch.
+
+    ``ops`` are hub_configs training augmentations, in order (:data:`SUPPORTED` types). Returns
+    ``{image_column: uint8 (B, 3, S, S), label_column: int64 (B,)}``. Random numbers come from
+    torch's global generator, as torchvision's transforms (seed it per worker as usual).
+    """
+
+    def __init__(self, ops: Sequence[Augmentation], image_column: str = "image", label_column: Optional[str] = "label"):
+        unsupported = [op.type for op in ops if op.type not in SUPPORTED]
+        if unsupported:
+            raise ValueError(f"the fast pipeline does not implement {', '.join(unsupported)} "
+                             f"(it does: {', '.join(SUPPORTED)}); use the torchvision/timm transforms for this config")
+        self.ops = tuple(ops)
+        # ops up to the first random_crop run per image (decoded sizes differ); from it on, on the batch
+        self._first_batch_op = next((i for i, op in enumerate(self.ops) if op.type == "random_crop"), len(self.ops))
+        if any(op.type == "random_resized_crop" for op in self.ops[self._first_batch_op:]):
+            raise ValueError("the fast pipeline takes random_resized_crop only before random_crop")
+        self.image_column, self.label_column = image_column, label_column
+
+    # -- per image, on a (1, 3, H, W) uint8 tensor; resizing is fastest on channels_last
+    def _random_resized_crop(self, x: torch.Tensor, op: Augmentation) -> torch.Tensor:
+        top, left, h, w = RandomResizedCrop.get_params(x, list(op.scale or (0.08, 1.0)),
+                                                       list(op.ratio or (3 / 4, 4 / 3)))
+        size = _pair(op.size)
+        crop = x[..., top:top + h, left:left + w].contiguous(memory_format=torch.channels_last)
+        return TF.resize(crop, list(size), interpolation=_INTERPOLATION[op.interpolation or "bilinear"], antialias=True)
+
+    def _resize(self, x: torch.Tensor, op: Augmentation) -> torch.Tensor:
+        return TF.resize(x, list(_pair(op.size)), interpolation=_INTERPOLATION[op.interpolation or "bilinear"],
+                         antialias=True)
+
+    def _image(self, encoded: Any) -> torch.Tensor:
+        x = decode(encoded).unsqueeze(0)
+        for op in self.ops[:self._first_batch_op]:
+            if op.type == "random_resized_crop":
+                x = self._random_resized_crop(x, op)
+            elif op.type == "resize":
+                x = self._resize(x, op)
+            elif op.type == "horizontal_flip" and torch.rand(()) < (0.5 if op.prob is None else op.prob):
+                x = x.flip(-1)
+        return x[0]
+
+    # -- per batch: padding crops and flips, vectorized over the stacked batch
+    def _random_crop(self, batch: torch.Tensor, op: Augmentation) -> torch.Tensor:
+        size = _pair(op.size)
+        pad = op.padding or 0
+        if pad:
+            mode = op.pad_mode or "constant"
+            if mode != "constant":
+                raise ValueError(f"random_crop pad_mode {mode!r} is not implemented by the fast pipeline")
+            fill = op.fill if op.fill is not None else 0
+            if isinstance(fill, (tuple, list)) and len(set(fill)) > 1:
+                raise ValueError("random_crop with a per-channel fill is not implemented by the fast pipeline")
+            fill = fill[0] if isinstance(fill, (tuple, list)) else fill
+            batch = F.pad(batch, (pad, pad, pad, pad), value=int(fill))
+        n, _, height, width = batch.shape
+        if height < size[0] or width < size[1]:
+            raise ValueError(f"random_crop {size} is larger than the padded image {(height, width)}")
+        tops = torch.randint(0, height - size[0] + 1, (n,))
+        lefts = torch.randint(0, width - size[1] + 1, (n,))
+        rows = (tops[:, None] + torch.arange(size[0]))[:, None, :, None]
+        cols = (lefts[:, None] + torch.arange(size[1]))[:, None, None, :]
+        images, channels = torch.arange(n)[:, None, None, None], torch.arange(batch.shape[1])[None, :, None, None]
+        return batch[images, channels, rows, cols]
+
+    def _flip(self, batch: torch.Tensor, op: Augmentation) -> torch.Tensor:
+        prob = 0.5 if op.prob is None else op.prob
+        flip = torch.rand(batch.shape[0]) < prob
+        return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+
+    def __call__(self, examples: Mapping[str, list]) -> dict[str, torch.Tensor]:
+        images = [self._image(e) for e in examples[self.image_column]]
+        shapes = {tuple(x.shape) for x in images}
+        if len(shapes) > 1:
+            raise ValueError(f"images of different sizes {sorted(shapes)} cannot form a batch; "
+                             "add a random_resized_crop or resize op")
+        if self._first_batch_op == len(self.ops):  # resized on channels_last: stack as channels_last (a memcpy each)
+            batch = torch.empty((len(images), *images[0].shape), dtype=torch.uint8).contiguous(
+                memory_format=torch.channels_last)
+            for i, x in enumerate(images):
+                batch[i] = x
+        else:
+            batch = torch.stack(images)
+        for op in self.ops[self._first_batch_op:]:
+            if op.type == "random_crop":
+                batch = self._random_crop(batch, op)
+            elif op.type == "horizontal_flip":
+                batch = self._flip(batch, op)
+            elif op.type == "resize":
+                batch = self._resize(batch, op)
+        out = {self.image_column: batch}
+        if self.label_column is not None:
+            out[self.label_column] = torch.as_tensor(examples[self.label_column], dtype=torch.int64)
+        return out
+
+
+def _pair(size: Any) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def train_transform(cfg: HubConfig, image_column: Optional[str] = None,
+                    label_column: Optional[str] = None) -> TrainTransform:
+    """The fast pipeline for a config's training augmentation (ValueError for an op not in :data:`SUPPORTED`)."""
+    ds = cfg.training.dataset
+    return TrainTransform(cfg.training.augmentation, image_column or ds.image_column,
+                          label_column or ds.label_column)
+
+
+def batch_loader(dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False, **kwargs):
+    """A DataLoader that reads whole batches from a :func:`prepare_dataset` dataset.
+
+    Each step asks the dataset for a list of indices, so the transform's stacked batch is
+    used as is (a default DataLoader would split it into samples and stack them again).
+    ``kwargs`` go to ``DataLoader`` (``num_workers``, ``pin_memory``, ``generator``, ...).
+    """
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    sampler = RandomSampler(dataset, generator=kwargs.pop("generator", None)) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last), **kwargs)
+
+
+def prepare_dataset(dataset, transform: TrainTransform):
+    """``dataset`` with its image column left encoded and ``transform`` applied on access."""
+    from datasets import Image
+
+    for column in (transform.image_column, transform.label_column):
+        if column is not None and column not in dataset.column_names:
+            raise ValueError(f"the dataset has no column {column!r}; its columns: {', '.join(dataset.column_names)}")
+    return dataset.cast_column(transform.image_column, Image(decode=False)).with_transform(transform)

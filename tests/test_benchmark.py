@@ -1,0 +1,159 @@
+"""The benchmark's own correctness: both sides of each row compute the same thing (never timings)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import requires_mmpretrain
+from inference_helpers import save
+from PIL import Image
+
+from resnet_hub import benchmark, inference_model
+from resnet_hub.configs import Augmentation, load_config
+from resnet_hub.pipeline import normalize, prepare_dataset, train_transform
+
+
+@requires_mmpretrain
+@pytest.mark.mmpretrain
+@pytest.mark.parametrize("name", ["resnet18_8xb32_in1k", "resnetv1d50_8xb32_in1k", "resnet18_8xb16_cifar10"])
+def test_inference_pair_has_the_same_weights(name):
+    ours, reference = benchmark.inference_pair(name)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x, mode="tensor"), rtol=1e-5, atol=1e-5)
+
+
+@requires_mmpretrain
+@pytest.mark.mmpretrain
+def test_inference_predictions_equal_mmpretrain_on_the_same_weights(tmp_path):
+    """Photos whose shorter edge is already 256: neither side resizes, so inputs and outputs must agree."""
+    ours, reference = benchmark.inference_pair("resnet18_8xb32_in1k")
+    sizes = [(300, 256), (256, 340), (256, 256)]
+    paths = [save(p, tmp_path / f"{i}.png") for i, p in
+             enumerate(benchmark.make_photos(1, size=s, jitter=0.0, seed=i)[0] for i, s in enumerate(sizes))]
+    mine = inference_model(ours, paths, batch_size=2)
+    theirs = benchmark.mmpretrain_inference(reference, paths, batch_size=2)
+    assert [m["pred_label"] for m in mine] == [t["pred_label"] for t in theirs]
+    assert [m["pred_class"] for m in mine] == [t["pred_class"] for t in theirs]
+    for m, t in zip(mine, theirs, strict=True):
+        np.testing.assert_allclose(m["pred_scores"], t["pred_scores"], rtol=1e-4, atol=1e-6)
+
+
+def _with_ops(name, *ops):
+    cfg = load_config(name)
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, augmentation=tuple(ops)))
+
+
+def _both(cfg, dataset):
+    ours = prepare_dataset(dataset, train_transform(cfg, "image", "label"))[:]
+    reference = dataset.with_transform(benchmark.baseline_train_transform(cfg))[:]
+    return ours, torch.stack(reference["image"]), reference["label"]
+
+
+def test_pipelines_give_the_same_shapes_dtypes_and_ranges():
+    torch.manual_seed(0)
+    for name, photos, fmt in [
+        ("resnet50_8xb32_in1k", benchmark.make_photos(4, size=(120, 90), seed=3), "JPEG"),
+        ("resnet18_8xb16_cifar10", benchmark.make_photos(6, size=(32, 32), jitter=0.0, seed=3), "PNG"),
+    ]:
+        cfg = load_config(name)
+        ours, reference, labels = _both(cfg, benchmark.jpeg_dataset(photos, fmt=fmt))
+        size = cfg.eval.input_size
+        assert ours["image"].dtype == torch.uint8 and ours["image"].shape == (len(photos), 3, size, size)
+        assert ours["label"].tolist() == labels
+        x = normalize(ours["image"], cfg.eval.mean, cfg.eval.std)
+        assert x.dtype == reference.dtype == torch.float32 and x.shape == reference.shape
+        low = -torch.tensor(cfg.eval.mean) / torch.tensor(cfg.eval.std)
+        high = (1 - torch.tensor(cfg.eval.mean)) / torch.tensor(cfg.eval.std)
+        for t in (x, reference):
+            per_channel = t.transpose(0, 1).reshape(3, -1)
+            assert (per_channel.min(1).values >= low - 1e-5).all() and (per_channel.max(1).values <= high + 1e-5).all()
+        assert abs(x.mean() - reference.mean()) < 0.3  # same photos, different random crops
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_fixed_crop_gives_near_identical_pixels(flip):
+    """Whole-image crop of square photos: resize and flip of both pipelines agree (antialiased bilinear both)."""
+    cfg = _with_ops("resnet50_8xb32_in1k",
+                    Augmentation(type="random_resized_crop", size=224, scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                                 interpolation="bilinear"),
+                    Augmentation(type="horizontal_flip", prob=flip))
+    photos = benchmark.make_photos(3, size=(300, 300), jitter=0.0, seed=4)
+    ours, reference, _ = _both(cfg, benchmark.jpeg_dataset(photos, fmt="JPEG"))
+    x = normalize(ours["image"], cfg.eval.mean, cfg.eval.std, channels_last=False)
+    mad = (x - reference).abs().mean().item()
+    assert mad < 1e-3, mad  # measured 1.7e-5: a few pixels differ by one level of 255 (rounding)
+    assert (x - reference).abs().max() <= 1.01 / (255 * min(cfg.eval.std))
+    flipped = normalize(ours["image"].flip(-1), cfg.eval.mean, cfg.eval.std)
+    assert (flipped - reference).abs().mean() > 10 * mad  # a flip would show
+
+
+def test_cifar_fixed_crop_is_exact_and_random_crops_are_crops_of_the_padded_image():
+    photos = benchmark.make_photos(5, size=(32, 32), jitter=0.0, seed=5)
+    dataset = benchmark.jpeg_dataset(photos, fmt="PNG")
+    cfg = _with_ops("resnet18_8xb16_cifar10", Augmentation(type="random_crop", size=32, padding=0, fill=0),
+                    Augmentation(type="horizontal_flip", prob=1.0))
+    ours, reference, _ = _both(cfg, dataset)
+    torch.testing.assert_close(normalize(ours["image"], cfg.eval.mean, cfg.eval.std), reference, rtol=0, atol=1e-5)
+
+    torch.manual_seed(1)
+    out = prepare_dataset(dataset, train_transform(load_config("resnet18_8xb16_cifar10"), "image", "label"))[:]["image"]
+    originals = torch.stack([torch.from_numpy(p.copy()).permute(2, 0, 1) for p in photos])
+    padded = torch.nn.functional.pad(originals, (4,) * 4)
+    for i, image in enumerate(out):
+        crops = [padded[i, :, t:t + 32, s:s + 32] for t in range(9) for s in range(9)]
+        assert any(torch.equal(image, c) or torch.equal(image, c.flip(-1)) for c in crops), i
+
+
+def test_unsupported_augmentation_and_missing_columns_are_clear_errors():
+    with pytest.raises(ValueError, match="does not implement rand_augment"):
+        train_transform(load_config("resnet50_8xb256-rsb-a1-600e_in1k"))
+    dataset = benchmark.jpeg_dataset(benchmark.make_photos(1, size=(32, 32), jitter=0.0), fmt="PNG")
+    with pytest.raises(ValueError, match="no column 'img'; its columns: image, label"):
+        prepare_dataset(dataset, train_transform(load_config("resnet18_8xb16_cifar10")))
+
+
+def test_rows_json_and_markdown(tmp_path, monkeypatch):
+    @benchmark.register("fake")
+    def fake(ctx):
+        assert ctx.quick and ctx.workdir.is_dir() and ctx.devices == ("cpu",)
+        yield benchmark.BenchRow("fake", ours=3.0, reference=4.0, unit="things/s", device="cpu", settings="s",
+                                 target=1.0)
+    try:
+        args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=str(tmp_path / "R.md"),
+                                  only="fake", device=["cpu"])
+        assert benchmark.run(args) == 0
+    finally:
+        benchmark.ROWS.pop("fake")
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert rows == [dict(name="fake", ours=3.0, reference=4.0, ratio=0.75, unit="things/s", device="cpu",
+                         settings="s")]
+    text = (tmp_path / "R.md").read_text()
+    assert "| fake | cpu | 3.00 | 4.00 | things/s | 0.75 | >= 1 **MISSED** | s |" in text
+    assert "Targets missed: fake [cpu] 0.75 < 1." in text and "| cpu |" in text and "| timm |" in text
+    with pytest.raises(ValueError, match="unknown benchmark row"):
+        benchmark.run_rows(["nope"], benchmark.BenchContext(quick=True, workdir=tmp_path, devices=("cpu",)))
+
+
+def test_quick_pipeline_rows_run(tmp_path):
+    args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=None, only="pipeline",
+                              device=None)
+    assert benchmark.run(args) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["name"] for r in rows] == ["pipeline", "pipeline_cifar"]
+    for r in rows:
+        assert set(r) == {"name", "ours", "reference", "ratio", "unit", "device", "settings"}
+        assert r["ours"] > 0 and r["reference"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["reference"], 1e-3)
+    assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_make_photos_are_real_photographs():
+    photos = benchmark.make_photos(4, size=(100, 80), seed=0)
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 for p in photos)
+    assert all(64 <= p.shape[0] <= 96 and 80 <= p.shape[1] <= 120 for p in photos)
+    assert all(p.std() > 10 for p in photos)  # not flat
+    assert Image.fromarray(photos[0]).size == photos[0].shape[1::-1]

@@ -1,0 +1,235 @@
+"""The resnet-hub console script: every subcommand's --help, list/info/predict/bench, one-line errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import requires_mmpretrain, run_python
+from inference_helpers import CIFAR, photos, random_model, save
+from safetensors.torch import save_file
+
+import resnet_hub
+from resnet_hub import cli
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(cache_home, monkeypatch):
+    """A fresh complexity cache for this module, shared by its tests (measuring all 22 takes seconds)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+
+
+def _run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("list", "info", "predict", "convert", "push", "eval", "bench"):
+        assert f"\n    {name} " in out
+
+
+def test_installed_console_script_runs():
+    script = Path(sys.executable).with_name("resnet-hub")
+    if not script.exists():
+        script = shutil.which("resnet-hub")
+    if not script:
+        pytest.skip("resnet-hub is not installed in this environment (pip install -e .)")
+    proc = run_python(f"import subprocess, sys; sys.exit(subprocess.call([{str(script)!r}, '--help']))")
+    assert proc.returncode == 0 and "predict" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command, options", [
+    ("list", ["--dataset", "--json", "PATTERN"]),
+    ("info", ["--json", "NAME"]),
+    ("predict", ["--weights", "--topk", "--batch-size", "--device", "--json", "IMAGE"]),
+    ("bench", ["--quick", "--json", "--markdown", "--only", "--device"]),
+])
+def test_subcommand_help_is_complete(capsys, command, options):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: resnet-hub {command}")
+    assert all(option in out for option in options)
+
+
+@pytest.mark.parametrize("command, module", [("convert", "resnet_hub.convert"), ("push", "resnet_hub.push"),
+                                             ("eval", "resnet_hub.evaluate")])
+def test_merged_subcommand_help(capsys, command, module):
+    """convert/push/eval come from other branches; this runs once their modules are merged."""
+    mod = pytest.importorskip(module)
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: resnet-hub {command}")
+    import argparse
+    parser = argparse.ArgumentParser()
+    mod.add_arguments(parser)
+    for action in parser._actions:
+        assert action.help, f"{command}: {action.dest} has no help"
+        for flag in action.option_strings:
+            assert flag in out
+
+
+def test_missing_module_is_one_line(capsys, monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("resnet_hub.no_such_module", "add_arguments", "run", "not here"))
+    code, out, err = _run(capsys, "ghost", "--help")
+    assert code == 1
+    assert err.strip() == "error: resnet-hub ghost: this install of resnet_hub has no resnet_hub.no_such_module"
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["lst"])
+    assert e.value.code == 2 and "invalid choice: 'lst'" in capsys.readouterr().err
+
+
+def test_list_filters_and_measures(capsys):
+    code, out, _ = _run(capsys, "list", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["name"] for r in rows] == resnet_hub.list_configs()
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["resnet50_8xb32_in1k"]["params_m"] == 25.56 and by_name["resnet50_8xb32_in1k"]["gmacs"] == 4.09
+    assert by_name["resnet50_8xb32_in1k"]["top1"] == 76.55 and by_name[CIFAR]["top5"] is None
+    cache = list((Path(cli._cache_file()).parent).glob("complexity-*.json"))
+    assert len(cache) == 1 and len(json.loads(cache[0].read_text())) == len(rows)
+
+    code, out, _ = _run(capsys, "list", "cifar", "--dataset", "cifar10")
+    names = [line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith("GMACs")]
+    assert code == 0 and names == [n for n in resnet_hub.list_configs() if n.endswith("cifar10")]
+    assert "multiply-accumulates" in out
+    code, out, _ = _run(capsys, "list", "resnet50*in1k", "--json")
+    assert {r["name"] for r in json.loads(out)} == set(resnet_hub.list_configs("resnet50*in1k"))
+
+
+def test_list_errors_are_one_line(capsys):
+    code, _, err = _run(capsys, "list", "--dataset", "imagenet22k")
+    assert code == 1 and err.startswith("error: unknown dataset 'imagenet22k'; known: ") and "cifar10" in err
+    code, _, err = _run(capsys, "list", "resnet5O")
+    assert code == 1 and err.count("\n") == 1 and "no config matches" in err
+
+
+@requires_mmpretrain
+@pytest.mark.mmpretrain
+def test_measured_macs_match_mmpretrain_metafile():
+    """mmpretrain's metafile "FLOPs" are multiply-accumulates of all layers; ours count conv and linear (within 2%)."""
+    from resnet_hub.reference import _metafile
+
+    sizes = cli.complexity(resnet_hub.list_configs())
+    for name, meta in _metafile().items():
+        assert sizes[name]["macs"] == pytest.approx(meta["Metadata"]["FLOPs"], rel=0.02), name
+
+
+def test_info(capsys):
+    code, out, _ = _run(capsys, "info", "resnetv1d50_8xb32_in1k")
+    assert code == 0
+    assert "timm: resnet50d" in out and "top-1 77.54" in out and "resize shorter edge 256, bilinear" in out
+    assert "center crop 224" in out and "resnet-hub/resnetv1d50_8xb32_in1k" in out and "25.58 M" in out
+    code, out, _ = _run(capsys, "info", CIFAR, "--json")
+    data = json.loads(out)
+    assert data["eval"]["resize"] is None and data["num_classes"] == 10
+    assert data["timm_architecture"] == "resnet18_cifar"
+    code, _, err = _run(capsys, "info", "resnet50_8xb32_inlk")
+    assert code == 1 and err.startswith("error: unknown config") and "resnet50_8xb32_in1k" in err
+
+
+def test_predict_with_a_weights_file(capsys, tmp_path):
+    model = random_model()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "w.safetensors")
+    images = [save(p, tmp_path / f"{i}.png") for i, p in enumerate(photos(2))]
+    expected = resnet_hub.inference_model(model, images, topk=3)
+    code, out, _ = _run(capsys, "predict", CIFAR, *map(str, images), "--weights", str(tmp_path / "w.safetensors"),
+                        "--topk", "3", "--json")
+    assert code == 0
+    got = [json.loads(line) for line in out.splitlines()]
+    assert [g["image"] for g in got] == [str(p) for p in images]
+    assert [g["pred_label"] for g in got] == [e["pred_label"] for e in expected]
+    assert [g["pred_class"] for g in got] == [e["pred_class"] for e in expected]
+    assert all(len(g["topk"]) == 3 for g in got)
+
+    code, out, _ = _run(capsys, "predict", CIFAR, str(tmp_path / "0.png"), "--weights", str(tmp_path / "w.safetensors"))
+    first = out.splitlines()[0]
+    best = expected[0]
+    assert code == 0 and first.startswith(f"{tmp_path / '0.png'}: {best['pred_class']} ({best['pred_label']})")
+    assert len(out.splitlines()) == 5  # the best, then 4 more of the top 5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", CIFAR, "nowhere.jpg", "--random-init"], "error: no such image file: nowhere.jpg"),
+    (["predict", "resnet18_8xb16_cifar1O", "x.png"], "error: unknown model 'resnet18_8xb16_cifar1O'; closest: "),
+    (["predict", CIFAR, "x.png", "--weights", "none.safetensors"], "error: no weights file none.safetensors"),
+])
+def test_predict_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    save(photos(1)[0], tmp_path / "x.png")
+    code, _, err = _run(capsys, *argv)
+    assert code == 1 and err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_predict_without_the_hub_says_which_model(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty"))
+    image = save(photos(1)[0], tmp_path / "x.png")
+    code, _, err = _run(capsys, "predict", f"hub:{CIFAR}", str(image))
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: cannot get the weights of hub:{CIFAR} from the Hugging Face Hub"), err
+
+
+def test_predict_reports_a_non_image(capsys, tmp_path):
+    (tmp_path / "a.jpg").write_text("hello")
+    code, _, err = _run(capsys, "predict", CIFAR, str(tmp_path / "a.jpg"), "--random-init")
+    assert code == 1 and err.startswith(f"error: {tmp_path / 'a.jpg'} is not an image") and err.count("\n") == 1
+
+
+def _readme_section(title):
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def _blocks(section, language):
+    import re
+
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_inference_snippets_run(capsys, tmp_path, monkeypatch):
+    section = _readme_section("Inference and the resnet-hub CLI")
+    [python] = _blocks(section, "python")
+    exec(compile(python, "README.md", "exec"), {})
+    assert "[" in capsys.readouterr().out  # the top-k classes were printed
+
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    save(photos(1)[0], tmp_path / "photo.jpg")
+    [bash] = _blocks(section, "bash")
+    ran = 0
+    for line in bash.splitlines():
+        argv = shlex.split(line, comments=True)
+        if not argv or "hub:" in line or argv[1] == "bench":  # needs the Hub / takes minutes (test_benchmark)
+            continue
+        assert argv[0] == "resnet-hub"
+        code, out, err = _run(capsys, *argv[1:])
+        assert code == 0 and out and not err, (line, err)
+        ran += 1
+    assert ran == 4
