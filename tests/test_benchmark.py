@@ -157,3 +157,17 @@ def test_make_photos_are_real_photographs():
     assert all(64 <= p.shape[0] <= 96 and 80 <= p.shape[1] <= 120 for p in photos)
     assert all(p.std() > 10 for p in photos)  # not flat
     assert Image.fromarray(photos[0]).size == photos[0].shape[1::-1]
+
+
+def test_gpu_rows_are_reported_blocked_without_cuda(tmp_path, monkeypatch):
+    from resnet_hub.benchmark_gpu import GPU_ROWS, TARGETS
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rows = benchmark.run_rows(["gpu"], benchmark.BenchContext(quick=True, workdir=tmp_path, devices=("cpu",),
+                                                             log=lambda _: None))
+    assert [r.name for r in rows] == list(GPU_ROWS)
+    assert all(r.blocked and r.ours is None and r.as_json()["ratio"] is None for r in rows)
+    benchmark.write_markdown(rows, tmp_path / "r.md", quick=True)
+    text = (tmp_path / "r.md").read_text()
+    for name, target in TARGETS.items():
+        assert f"| {name} | none | blocked | blocked |" in text and f"target >= {target:,} img/s" in text
