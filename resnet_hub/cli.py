@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__, commands
+from .commands import HelpFormatter
 
 # name -> (module, add_arguments, run, one-line summary)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -35,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "bench": ("resnet_hub.benchmark", "add_arguments", "run",
               "benchmarks side by side: resnet_hub vs mmpretrain and the plain HF/torchvision pipeline"),
 }
-_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+_FORMATTER = HelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:

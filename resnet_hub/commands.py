@@ -20,6 +20,15 @@ class CommandError(Exception):
     """An error whose message is the whole story for the user."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only when there is one worth reading (not None or False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def call(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         return int(run(args) or 0)
@@ -35,6 +44,6 @@ def call(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
 def main(add_arguments: Callable[[argparse.ArgumentParser], None], run: Callable[[argparse.Namespace], int],
          description: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     add_arguments(parser)
     return call(run, parser.parse_args(argv))
