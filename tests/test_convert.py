@@ -128,7 +128,7 @@ def test_conversion_equals_mmpretrain(tmp_path, cli, index, name):
         assert name in stdout and stderr == ""
         assert json.loads(_metadata(out)["parity"]) == {"measured": False, "reason": "not requested (--no-parity)"}
 
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     meta = _metadata(out)
     assert meta["config"] == name and meta["source_file"] == path.name and meta["source_sha256"] == sha256_of(path)
     assert json.loads((out / "config.json").read_text())["architecture"] == load_config(name).architecture_name
@@ -152,7 +152,7 @@ def test_converting_twice_gives_identical_bytes(tmp_path, cli, small):
     for out in ("a", "b", "a"):
         code, _, stderr = cli("--config", SMALL, "--checkpoint", path, "--output-dir", tmp_path / out)
         assert code == 0, stderr
-    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b") and len(tree_digest(tmp_path / "a")) == 2
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b") and len(tree_digest(tmp_path / "a")) == 3
     parity = json.loads(_metadata(tmp_path / "a")["parity"])
     assert parity["measured"] and parity["max_abs_logit_diff"] <= PARITY_TOLERANCE * parity["logit_scale"]
 
