@@ -165,7 +165,9 @@ def _label_info(ds, spec: DatasetSpec) -> tuple[int, tuple[str, ...]]:
 def load_splits(spec: DatasetSpec, input_size: int) -> ImageSplits:
     """Both splits of ``spec``, image column left undecoded (decoded by :class:`LabeledImages`)."""
     if spec.kind == "digits":
-        return digits_splits(input_size)
+        splits = digits_splits(input_size)
+        _label_info(splits.train, spec)  # column overrides name columns the digits do not have
+        return splits
     import datasets
 
     if spec.kind == "imagefolder":

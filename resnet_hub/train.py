@@ -477,6 +477,15 @@ def run(args: argparse.Namespace) -> int:
         who = "--num-classes" if args.num_classes else f"config {cfg.name}"
         raise ValueError(f"dataset {spec.path} has {splits.num_classes} classes but {who} says {num_classes}; "
                          f"pass --num-classes {splits.num_classes} to train a head of that size")
+    if args.limit_train or args.limit_eval:
+        if spec.streaming:
+            raise ValueError("--limit-train/--limit-eval are for map-style datasets, not --streaming")
+        if args.limit_train:
+            splits.train = splits.train.select(range(min(args.limit_train, len(splits.train))))
+        if args.limit_eval:
+            splits.eval = splits.eval.select(range(min(args.limit_eval, len(splits.eval))))
+    if precision == "fp16" and acc.device.type == "cpu":
+        print("note: fp16 autocast needs a GPU; on the CPU Accelerate trains in fp32", file=sys.stderr)
     label_names = splits.label_names if len(splits.label_names) == num_classes else tuple(map(str, range(num_classes)))
 
     identity = _run_identity(cfg, splits.spec, args, num_classes, virtual, precision)
@@ -694,6 +703,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stream the training split (ImageNet-scale data), split across processes")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="steps per epoch for a streaming dataset whose size is not known")
+    p.add_argument("--limit-train", type=int, default=None,
+                   help="train on the first N images of the training split only (quick checks)")
+    p.add_argument("--limit-eval", type=int, default=None,
+                   help="evaluate on the first N images of the evaluation split only")
     p.add_argument("--num-classes", type=int, default=None,
                    help="classifier size when the dataset's classes differ from the config's")
     p.add_argument("--bad-images", default="skip", choices=["skip", "error"],

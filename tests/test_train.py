@@ -1,0 +1,204 @@
+"""scripts/train.py end to end: processes, resume, crashes, outputs, bad input.
+
+Mechanics run a narrow ResNet-18 (train_helpers.TINY) on 48 digits so each run takes seconds; the
+accuracy test runs the real config's recipe on all the digits.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import TINY_RUN, checkpoints, metrics, parameters, script, start, weights
+
+pytestmark = pytest.mark.slow
+
+
+def _ok(result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """2 epochs x 12 steps, 1 process: the reference every interrupted run must equal."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    _ok(script("train", [*TINY_RUN, "--epochs", "2", "--output-dir", str(out)]))
+    return out
+
+
+def test_run_outputs(uninterrupted):
+    m = metrics(uninterrupted)
+    assert m["finished"] and [e["epoch"] for e in m["epochs"]] == [1, 2]
+    for e in m["epochs"]:
+        assert set(e) >= {"loss", "lr", "top1", "top5", "images_per_s"} and 0 <= e["top1"] <= e["top5"] <= 100
+        assert e["eval_images"] == 24
+    # lr scaled from the recipe's 0.1 at batch 128 to a total batch of 4
+    assert m["epochs"][0]["lr"] == pytest.approx(0.1 * 4 / 128)
+    assert (uninterrupted / "curves.png").stat().st_size > 1000
+    assert [p.name for p in checkpoints(uninterrupted)] == ["step-000000012", "step-000000024"]
+    assert not list((uninterrupted / "checkpoints").glob(".tmp-*"))
+
+
+def test_final_bundle_loads_with_local_dir_and_matches_best_epoch(uninterrupted):
+    import timm
+
+    import resnet_hub  # noqa: F401
+
+    m = metrics(uninterrupted)
+    model = timm.create_model(f"local-dir:{uninterrupted / 'final'}").eval()
+    assert model.num_classes == 10 and model.pretrained_cfg["label_names"] == [str(i) for i in range(10)]
+    best = max(m["epochs"], key=lambda e: e["top1"])
+    # the eval script on the bundle reproduces the trainer's top-1 of the best epoch
+    result = _ok(script("eval", ["--model", f"local-dir:{uninterrupted / 'final'}", "--dataset", "digits",
+                                 "--limit", "24", "--workers", "0", "--no-progress"]))
+    assert json.loads(result.stdout)["top1"] == pytest.approx(best["top1"])
+
+
+def test_two_processes_equal_one_process_with_accumulation(tmp_path):
+    """gloo, 2 processes x batch 4 == 1 process x batch 4 x accumulation 2: same micro-batches."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    _ok(script("train", [*TINY_RUN, "--epochs", "2", "--grad-accum", "2", "--output-dir", str(one)]))
+    _ok(script("train", [*TINY_RUN, "--epochs", "2", "--output-dir", str(two)], processes=2))
+    a, b = parameters(checkpoints(one)[-1]), parameters(checkpoints(two)[-1])
+    assert checkpoints(one)[-1].name == checkpoints(two)[-1].name == "step-000000012"
+    initial = parameters(checkpoints(one)[0])
+    assert any(not torch.equal(initial[k], a[k]) for k in a)  # training moved the weights
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert metrics(two)["epochs"][-1]["eval_images"] == 24  # gather_for_metrics: no duplicates
+
+
+def _interrupt(out: Path, sig: int) -> int:
+    """Start a run, send ``sig`` once its first step checkpoint exists, return its exit code."""
+    proc = start("train", [*TINY_RUN, "--epochs", "2", "--checkpoint-steps", "5", "--output-dir", str(out)])
+    deadline = time.monotonic() + 300
+    while not checkpoints(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    proc.communicate(timeout=300)
+    return proc.returncode
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_resume_after_kill_mid_epoch_equals_uninterrupted(tmp_path, uninterrupted, sig):
+    out = tmp_path / "run"
+    code = _interrupt(out, sig)
+    assert code == (128 + signal.SIGTERM if sig == signal.SIGTERM else -signal.SIGKILL)
+    assert not metrics(out)["finished"] if (out / "metrics.json").exists() else True
+    last = json.loads((checkpoints(out)[-1] / "trainer_state.json").read_text())
+    assert 5 <= last["global_step"] < 24
+    _ok(script("train", [*TINY_RUN, "--epochs", "2", "--checkpoint-steps", "5", "--output-dir", str(out),
+                         "--resume"]))
+    final, reference = weights(checkpoints(out)[-1]), weights(checkpoints(uninterrupted)[-1])
+    assert checkpoints(out)[-1].name == "step-000000024"
+    for k in reference:  # parameters and BatchNorm statistics, bit for bit
+        assert torch.equal(final[k], reference[k]), k
+    assert [e["top1"] for e in metrics(out)["epochs"]] == [e["top1"] for e in metrics(uninterrupted)["epochs"]]
+    assert [e["loss"] for e in metrics(out)["epochs"]] == pytest.approx(
+        [e["loss"] for e in metrics(uninterrupted)["epochs"]], rel=1e-6)
+
+
+def test_crash_during_save_keeps_previous_checkpoint(tmp_path, uninterrupted, monkeypatch):
+    """A save that dies half-way (disk full) leaves the last complete checkpoint, which resumes."""
+    import accelerate
+
+    from resnet_hub import commands, train
+
+    out = tmp_path / "run"
+    real_save = accelerate.Accelerator.save_state
+    calls = []
+
+    def failing_save(self, output_dir=None, **kwargs):
+        calls.append(output_dir)
+        if len(calls) == 2:
+            Path(output_dir, "model.safetensors").write_bytes(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_save(self, output_dir, **kwargs)
+
+    argv = [*TINY_RUN, "--epochs", "2", "--output-dir", str(out)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses run (OMP_NUM_THREADS=1): floats sum in the same order
+    try:
+        monkeypatch.setattr(accelerate.Accelerator, "save_state", failing_save)
+        with pytest.raises(OSError, match="No space left"):
+            train.run(_parse(train, argv))
+        assert [p.name for p in checkpoints(out)] == ["step-000000012"]
+        monkeypatch.setattr(accelerate.Accelerator, "save_state", real_save)
+        assert commands.main(train.add_arguments, train.run, "train", [*argv, "--resume"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    final, reference = weights(checkpoints(out)[-1]), weights(checkpoints(uninterrupted)[-1])
+    for k in reference:
+        assert torch.equal(final[k], reference[k]), k
+
+
+def _parse(module, argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_missing_checkpoint_piece_is_an_error(tmp_path, uninterrupted, capsys):
+    import shutil
+
+    from resnet_hub import commands, train
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    (checkpoints(out)[-1] / "random_states_0.pkl").unlink()
+    code = commands.main(train.add_arguments, train.run, "train", [*TINY_RUN, "--epochs", "3", "--output-dir",
+                                                                    str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 1 and "incomplete" in err and "random_states_0.pkl" in err
+    assert len(checkpoints(out)) == 2  # nothing deleted
+
+
+def test_output_dir_of_another_run_is_refused(tmp_path, uninterrupted, capsys):
+    import shutil
+
+    from resnet_hub import commands, train
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    before = sorted(p.name for p in out.rglob("*"))
+    for extra, needle in ((["--seed", "4"], "different run"), ([], "--resume")):
+        argv = [*TINY_RUN, "--epochs", "3", "--output-dir", str(out), *extra]
+        assert commands.main(train.add_arguments, train.run, "train", argv) == 1
+        assert needle in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert commands.main(train.add_arguments, train.run, "train",
+                         [*TINY_RUN, "--output-dir", str(tmp_path / "other")]) == 1
+    assert "not empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--config", "resnet18_8xb16_cifar1"], "unknown config"),
+    (["--num-classes", "7"], "has 10 classes but --num-classes says 7"),
+    (["--config", "resnet50_8xb32_in1k"], "has 10 classes but config resnet50_8xb32_in1k says 1000"),
+    (["--label-column", "digit"], "no label column 'digit'"),
+    (["--dataset", "/no/such/folder"], "not a folder"),
+    (["--model-kwargs", "[1]"], "JSON object"),
+    (["--batch-size", "100"], "too few for one step"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, needle):
+    from resnet_hub import commands, train
+
+    code = commands.main(train.add_arguments, train.run, "train",
+                         [*TINY_RUN, "--output-dir", str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err
+    assert code == 1 and needle in err, err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_unknown_config_from_the_script(tmp_path):
+    result = script("train", ["--config", "resnet18_8xb16_cifar1", "--output-dir", str(tmp_path / "run")])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "unknown config 'resnet18_8xb16_cifar1'; closest: resnet18_8xb16_cifar10" in result.stderr
