@@ -425,12 +425,16 @@ class StreamBatches:
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
         self.ds.set_epoch(epoch)
         per_step = self.accumulation * self.batch_size
-        stream = self.ds.skip(start_step * per_step) if start_step else self.ds
+        skip = start_step * per_step
         image_column, label_column = self.columns
 
         def samples():
-            for k, row in enumerate(stream):
-                slot = (start_step * per_step + k) * 1_000 + self.rank  # ranks < 1000
+            # rows already trained on are read (undecoded) and dropped: IterableDataset.skip on a
+            # shuffled stream does not keep the shuffled order
+            for k, row in enumerate(self.ds):
+                if k < skip:
+                    continue
+                slot = k * 1_000 + self.rank  # ranks < 1000
                 yield sample_from_row(row, self.transform, image_column, label_column, k,
                                       _sample_seed(self.seed, epoch, slot))
 

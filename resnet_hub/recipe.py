@@ -24,7 +24,8 @@ import torch
 from timm.scheduler.scheduler import Scheduler
 
 __all__ = [
-    "scaled_lr", "LrScaling", "build_optimizer", "RecipeLRScheduler", "lr_factor", "build_mixup", "build_loss",
+    "scaled_lr", "LrScaling", "fit_schedule", "build_optimizer", "RecipeLRScheduler", "lr_factor", "build_mixup",
+    "build_loss",
     "train_transform", "OPTIMIZER_NAMES",
 ]
 
@@ -102,7 +103,7 @@ def lr_factor(phases, epoch: int, iteration: int, iters_per_epoch: int, base: fl
     t = epoch * iters_per_epoch + iteration
     for p in phases:
         if p.per_iteration:
-            begin, end, now = p.begin * iters_per_epoch, p.end * iters_per_epoch, t
+            begin, end, now = round(p.begin * iters_per_epoch), round(p.end * iters_per_epoch), t
         else:
             begin, end, now = p.begin, p.end, epoch
         if now < begin:
@@ -119,6 +120,30 @@ def lr_factor(phases, epoch: int, iteration: int, iters_per_epoch: int, base: fl
         else:
             raise ValueError(f"unknown lr phase {p.type!r}; choose linear, cosine or multistep")
     return lr
+
+
+def fit_schedule(phases, recipe_epochs: int, epochs: int) -> tuple:
+    """The recipe's phases stretched or compressed from ``recipe_epochs`` to ``epochs``.
+
+    Per-epoch boundaries, milestones and cosine lengths round to whole epochs (a phase keeps at
+    least one); per-iteration phases (warmup) keep fractional epochs and so stay smooth.
+    """
+    from dataclasses import replace
+
+    f = epochs / recipe_epochs
+
+    def at(x, whole):
+        return max(1, round(x * f)) if whole and x else (x * f if x else x)
+
+    out = []
+    for p in phases:
+        whole = not p.per_iteration
+        begin, end = (round(p.begin * f), max(round(p.begin * f) + 1, round(p.end * f))) if whole \
+            else (p.begin * f, p.end * f)
+        out.append(replace(p, begin=begin, end=end,
+                           t_max=at(p.t_max, whole) if p.t_max is not None else None,
+                           milestones=tuple(at(m, True) for m in p.milestones) if p.milestones else p.milestones))
+    return tuple(out)
 
 
 class RecipeLRScheduler(Scheduler):

@@ -79,6 +79,7 @@ class TrainStep:
         self.loss_fn, self.normalize, self.mixup = loss_fn, normalize, mixup
         self.static_loss_scale = static_loss_scale
         self.updates = 0
+        self.last_lr = None  # the lr of the latest update
 
     def set_updates(self, updates: int) -> None:
         self.updates = updates
@@ -98,6 +99,7 @@ class TrainStep:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if acc.sync_gradients:
+                self.last_lr = self.lr
                 self.updates += 1
                 self.scheduler.step_update(self.updates)
                 if self.static_loss_scale is not None and acc.scaler is not None:
@@ -138,7 +140,8 @@ def _precision(arg: str, cfg: HubConfig) -> str:
 
 
 def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per_epoch: int, num_classes: int,
-                     fused: bool = False, channels_last: bool = False, compile: bool = False) -> TrainStep:
+                     fused: bool = False, channels_last: bool = False, compile: bool = False,
+                     schedule=None) -> TrainStep:
     """Everything one optimizer step needs, prepared by ``accelerator``; ``model`` is fresh from :func:`create_model`.
 
     Used by the trainer and by benchmarks on in-memory batches::
@@ -157,7 +160,7 @@ def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per
         model.compile()  # in place: state_dict keys stay those of the plain model
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = RecipeLRScheduler(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                                  t.lr_schedule, iters_per_epoch)
+                                  t.lr_schedule if schedule is None else schedule, iters_per_epoch)
     mixup = build_mixup(t, num_classes)
     loss_fn = build_loss(t, mixup is not None)
     normalize = DeviceNormalize(cfg.eval.mean, cfg.eval.std, channels_last=channels_last).to(accelerator.device)
@@ -332,6 +335,16 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
+def _describe_phase(p) -> str:
+    if p.type == "linear":
+        extra = f"x{p.start_factor:g}->x{p.end_factor:g}"
+    elif p.type == "cosine":
+        extra = f"to {p.eta_min:g} over {p.t_max:g}"
+    else:
+        extra = f"milestones {list(p.milestones or ())} gamma {p.gamma:g}"
+    return f"{p.type} {extra} over epochs [{p.begin:g}, {p.end:g})"
+
+
 def _model_kwargs(text: Optional[str]) -> dict:
     if not text:
         return {}
@@ -366,6 +379,7 @@ def _run_identity(cfg: HubConfig, spec, args, num_classes: int, virtual: int, pr
         "processes_x_accumulation": virtual,
         "precision": precision,
         "model_kwargs": args.model_kwargs,
+        "fit_schedule_to_epochs": args.epochs if args.fit_schedule else None,
     }
 
 
@@ -436,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from . import data as D
-    from .recipe import eval_transform, scaled_lr, train_transform
+    from .recipe import eval_transform, fit_schedule, scaled_lr, train_transform
 
     cfg = load_config(args.config)
     t = cfg.training
@@ -533,16 +547,20 @@ def run(args: argparse.Namespace) -> int:
     eval_dl = acc.prepare(eval_dl)
 
     scaling = scaled_lr(t, total_batch, lr=args.lr, scale=not args.no_scale_lr)
+    epochs = args.epochs or t.epochs
+    schedule = fit_schedule(t.lr_schedule, t.epochs, epochs) if args.fit_schedule else t.lr_schedule
     step = build_train_step(cfg, acc, model, lr=scaling.lr, iters_per_epoch=steps_per_epoch,
                             num_classes=num_classes, fused=fast["fused"], channels_last=fast["channels_last"],
-                            compile=fast["compile"])
-    epochs = args.epochs or t.epochs
+                            compile=fast["compile"], schedule=schedule)
     acc.print(f"{cfg.name} on {spec.path} ({len(splits.train) if not spec.streaming else '?'} train / "
               f"{len(splits.eval) if not spec.streaming else '?'} eval images, {num_classes} classes): {epochs} epochs "
               f"x {steps_per_epoch} steps of {args.batch_size} x {world} process(es) x {args.grad_accum} "
               f"accumulation = {total_batch} images; precision {precision}; "
               + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in fast.items()))
     acc.print(scaling.message())
+    if args.fit_schedule:
+        acc.print(f"lr schedule fitted from the recipe's {t.epochs} epochs to {epochs}: "
+                  + "; ".join(_describe_phase(p) for p in schedule))
 
     checkpoints = Checkpoints(out / "checkpoints", acc, args.keep)
     state = RunState()
@@ -649,7 +667,8 @@ def run(args: argparse.Namespace) -> int:
             totals = torch.stack([loss_sum.float(), torch.tensor(float(loss_n), device=acc.device)])
             totals = acc.reduce(totals, reduction="sum") if world > 1 else totals
             metrics = evaluate_loop(step.model, eval_dl, acc, step.normalize, desc=f"eval {epoch + 1}")
-            record = {"epoch": epoch + 1, "loss": float(totals[0] / max(totals[1], 1)), "lr": step.lr,
+            record = {"epoch": epoch + 1, "loss": float(totals[0] / max(totals[1], 1)),
+                      "lr": step.last_lr if step.last_lr is not None else step.lr,
                       "top1": metrics["top1"], "top5": metrics["top5"],
                       "images_per_s": seen / train_time if train_time > 0 else None,
                       "train_time_s": train_time, "eval_images": metrics["images"],
@@ -714,6 +733,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", default=None, help="run folder (default: runs/CONFIG)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default: the recipe's); the lr schedule stays the recipe's, in epochs")
+    p.add_argument("--fit-schedule", action="store_true",
+                   help="stretch the recipe's lr schedule (warmup, milestones, cosine length) to --epochs")
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
     p.add_argument("--batch-size", type=int, default=None, help="images per device per step (default: the recipe's)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches accumulated per optimizer step")
