@@ -41,7 +41,8 @@ def config_of_model(name: str):
     return None
 
 
-def create_pretrained(name: str):
+def check_model_name(name: str) -> None:
+    """A clear error for a model name that cannot work, before anything is loaded."""
     import timm
 
     import resnet_hub  # noqa: F401  (registers the zoo and the hub: prefix)
@@ -55,6 +56,12 @@ def create_pretrained(name: str):
         hint = closest_names(name)
         raise ValueError(f"unknown model {name!r}; give a config name ({', '.join(hint) or 'resnet_hub.list_configs()'}"
                          "), hub:NAME, hf-hub:REPO or local-dir:PATH")
+
+
+def create_pretrained(name: str):
+    import timm
+
+    check_model_name(name)
     return timm.create_model(name, pretrained=True)
 
 
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from .configs import load_config
     from .recipe import eval_transform
 
+    check_model_name(args.model)
     cfg = load_config(args.config) if args.config else config_of_model(args.model)
     if cfg is None and not args.dataset:
         raise ValueError(f"--model {args.model} does not name its config: give --dataset (and columns) or --config")
