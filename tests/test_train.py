@@ -265,3 +265,36 @@ def test_fast_paths_equal_the_plain_path(plain_path, fast, loss_tol, tol):
     for k, v in reference.items():
         diff = (params[k].float() - v.float()).abs().max().item()
         assert diff <= tol * max(1.0, v.abs().max().item()), (k, diff)
+
+
+def test_fp16_static_loss_scale_is_mmengines(monkeypatch):
+    """resnet50_8xb32-fp16_in1k: AmpOptimWrapper(loss_scale=512.) keeps the scale at 512 (update(512.) after every
+    step) and skips a step whose gradients overflow. Accelerate has no CPU fp16 scaler, so a real CPU GradScaler
+    with the recipe's init_scale stands in for the CUDA one Accelerate builds from GradScalerKwargs."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from resnet_hub import load_config
+    from resnet_hub.train import build_train_step, create_model
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    cfg = load_config("resnet50_8xb32-fp16_in1k")
+    assert cfg.training.precision.loss_scale == 512.0
+    accelerator = Accelerator(cpu=True, mixed_precision="fp16")
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=cfg.training.precision.loss_scale)
+    monkeypatch.setattr(type(accelerator), "mixed_precision", property(lambda self: "fp16"))
+    torch.manual_seed(0)
+    model = create_model(cfg, channels=(8, 16, 32, 64), stem_width=8, num_classes=10)
+    step = build_train_step(cfg, accelerator, model, lr=0.01, iters_per_epoch=10, num_classes=10)
+    assert step.static_loss_scale == 512.0
+    images, labels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.arange(4)
+    step(images, labels)
+    assert accelerator.scaler.get_scale() == 512.0
+    before = {k: v.clone() for k, v in accelerator.unwrap_model(step.model).state_dict().items() if "running" not in k}
+    handle = next(iter(step.model.parameters())).register_hook(lambda g: g * float("inf"))
+    step(images, labels)
+    handle.remove()
+    after = accelerator.unwrap_model(step.model).state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if "num_batches" not in k)  # step skipped
+    assert accelerator.scaler.get_scale() == 512.0  # not backed off to 256
+    AcceleratorState._reset_state(reset_partial_state=True)
