@@ -446,7 +446,13 @@ def _init_from_checkpoint(model, cfg: HubConfig, checkpoint: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, GradScalerKwargs, set_seed
+    from accelerate.utils import (
+        DataLoaderConfiguration,
+        GradientAccumulationPlugin,
+        GradScalerKwargs,
+        ProjectConfiguration,
+        set_seed,
+    )
     from tqdm.auto import tqdm
 
     from . import data as D
@@ -470,7 +476,8 @@ def run(args: argparse.Namespace) -> int:
         mixed_precision=precision,
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=args.grad_accum, sync_with_dataloader=False),
         dataloader_config=DataLoaderConfiguration(even_batches=True),
-        log_with=trackers or None, project_dir=str(out), kwargs_handlers=handlers,
+        log_with=trackers or None, kwargs_handlers=handlers,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
         cpu=args.cpu,
     )
     acc = accelerator
@@ -543,7 +550,7 @@ def run(args: argparse.Namespace) -> int:
     input_shape = (3, cfg.eval.input_size, cfg.eval.input_size)
     eval_dl = torch.utils.data.DataLoader(eval_images, batch_size=args.eval_batch_size or args.batch_size * 2,
                                           shuffle=False, num_workers=args.workers, pin_memory=fast["pin_memory"],
-                                          collate_fn=eval_collate(input_shape))
+                                          persistent_workers=args.workers > 0, collate_fn=eval_collate(input_shape))
     eval_dl = acc.prepare(eval_dl)
 
     scaling = scaled_lr(t, total_batch, lr=args.lr, scale=not args.no_scale_lr)
