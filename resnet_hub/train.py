@@ -632,41 +632,43 @@ def run(args: argparse.Namespace) -> int:
             bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                        disable=not acc.is_local_main_process, dynamic_ncols=True)
             micro = 0
-            for batch in batches.batches(epoch, state.step_in_epoch):
-                if batch["bad"]:
-                    if args.bad_images == "error":
-                        raise D.BadImages(f"unreadable training image ({batch['bad'][0]}); pass --bad-images skip "
-                                          "to drop and count such images")
-                    state.skipped_images += len(batch["bad"])
-                if len(batch["labels"]) == 0:
-                    raise D.BadImages(f"every image of a training batch is unreadable ({batch['bad'][0]})")
-                D.check_labels(batch["labels"], num_classes, f"dataset {spec.path}")
-                loss = step(batch["images"], batch["labels"])
-                loss_sum += loss * len(batch["labels"])
-                loss_n += len(batch["labels"])
-                micro += 1
-                if micro % args.grad_accum:
-                    continue
-                state.step_in_epoch += 1
-                state.global_step += 1
-                seen += total_batch
-                elapsed = time.perf_counter() - start
-                bar.update(1)
-                if state.global_step % 10 == 0 or state.step_in_epoch == steps_per_epoch:
-                    # .item() waits for the device: only every 10 steps
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{step.lr:.3g}", img_s=f"{seen / elapsed:.0f}")
-                    if trackers:
-                        acc.log({"train/loss": loss.item(), "train/lr": step.lr}, step=state.global_step)
-                stop = _agreed_stop(acc, signals.signum, every=1 if world == 1 else 10, step=state.global_step,
-                                    last=state.step_in_epoch == steps_per_epoch)
-                if stop or (args.checkpoint_steps and state.global_step % args.checkpoint_steps == 0):
-                    state.epoch_loss_sum, state.epoch_loss_n = float(loss_sum), loss_n
-                    state.epoch_seen, state.epoch_time = state.epoch_seen + seen, state.epoch_time + elapsed
-                    seen, start = 0, time.perf_counter()
-                    checkpoints.save(trainer_state())
-                if stop:
-                    break
-            bar.close()
+            try:
+                for batch in batches.batches(epoch, state.step_in_epoch):
+                    if batch["bad"]:
+                        if args.bad_images == "error":
+                            raise D.BadImages(f"unreadable training image ({batch['bad'][0]}); pass --bad-images skip "
+                                              "to drop and count such images")
+                        state.skipped_images += len(batch["bad"])
+                    if len(batch["labels"]) == 0:
+                        raise D.BadImages(f"every image of a training batch is unreadable ({batch['bad'][0]})")
+                    D.check_labels(batch["labels"], num_classes, f"dataset {spec.path}")
+                    loss = step(batch["images"], batch["labels"])
+                    loss_sum += loss * len(batch["labels"])
+                    loss_n += len(batch["labels"])
+                    micro += 1
+                    if micro % args.grad_accum:
+                        continue
+                    state.step_in_epoch += 1
+                    state.global_step += 1
+                    seen += total_batch
+                    elapsed = time.perf_counter() - start
+                    bar.update(1)
+                    if state.global_step % 10 == 0 or state.step_in_epoch == steps_per_epoch:
+                        # .item() waits for the device: only every 10 steps
+                        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{step.lr:.3g}", img_s=f"{seen / elapsed:.0f}")
+                        if trackers:
+                            acc.log({"train/loss": loss.item(), "train/lr": step.lr}, step=state.global_step)
+                    stop = _agreed_stop(acc, signals.signum, every=1 if world == 1 else 10, step=state.global_step,
+                                        last=state.step_in_epoch == steps_per_epoch)
+                    if stop or (args.checkpoint_steps and state.global_step % args.checkpoint_steps == 0):
+                        state.epoch_loss_sum, state.epoch_loss_n = float(loss_sum), loss_n
+                        state.epoch_seen, state.epoch_time = state.epoch_seen + seen, state.epoch_time + elapsed
+                        seen, start = 0, time.perf_counter()
+                        checkpoints.save(trainer_state())
+                    if stop:
+                        break
+            finally:
+                bar.close()  # before any error line
             if stop:
                 break
             train_time = time.perf_counter() - start + state.epoch_time

@@ -298,3 +298,35 @@ def test_fp16_static_loss_scale_is_mmengines(monkeypatch):
     assert all(torch.equal(v, after[k]) for k, v in before.items() if "num_batches" not in k)  # step skipped
     assert accelerator.scaler.get_scale() == 512.0  # not backed off to 256
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_unreadable_images_are_counted_or_one_clear_error(tmp_path, capsys, monkeypatch):
+    """An image folder with a broken JPEG among grayscale/CMYK/RGBA ones: skipped and counted, or stopped."""
+    from PIL import Image
+
+    from resnet_hub import commands, train
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("validation", 4)):
+        for cls in ("a", "b"):
+            folder = tmp_path / "images" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                image = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+                mode = ["RGB", "L", "CMYK", "RGBA"][i % 4]
+                image.convert(mode).save(folder / f"{i}.{'jpg' if mode == 'CMYK' else 'png'}")
+    (tmp_path / "images" / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    common = ["--config", CONFIG, "--dataset", str(tmp_path / "images"), "--num-classes", "2", "--model-kwargs",
+              json.dumps({"channels": [8, 16, 32, 64], "stem_width": 8}), "--batch-size", "17", "--epochs", "1",
+              "--workers", "0", "--tracker", "none"]
+    assert commands.main(train.add_arguments, train.run, "train",
+                         [*common, "--output-dir", str(tmp_path / "skip")]) == 0
+    m = metrics(tmp_path / "skip")
+    # all 17 images in one step: the broken one dropped from the batch and counted
+    assert m["finished"] and m["skipped_images"] == 1 and m["epochs"][0]["eval_images"] == 8
+    code = commands.main(train.add_arguments, train.run, "train",
+                         [*common, "--output-dir", str(tmp_path / "error"), "--bad-images", "error"])
+    errors = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.startswith("error: ")]
+    assert code == 1 and len(errors) == 1 and "unreadable training image (row" in errors[0]
+    assert "pass --bad-images skip" in errors[0] and not (tmp_path / "error" / "final").exists()
