@@ -1,0 +1,173 @@
+"""top-1/top-5 of a model on a dataset split, with its config's eval transform, on many devices.
+
+    accelerate launch scripts/eval.py --model hub:resnet50_8xb32_in1k
+    python scripts/eval.py --model local-dir:runs/resnet18_8xb16_cifar10/final --dataset digits --json out.json
+
+The model is a config name or a ``hub:``/``hf-hub:``/``local-dir:`` name (created with
+``pretrained=True``). The transform is timm's ``resolve_data_config`` + ``create_transform`` of
+the model, which reproduces the config's mmpretrain test pipeline; images reach the device as
+uint8 and are normalized there. Processes split the data and ``gather_for_metrics`` counts every
+image once. The result is one JSON object on stdout (and in ``--json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["add_arguments", "run", "config_of_model", "evaluate_model"]
+
+
+def config_of_model(name: str):
+    """The hub config a model name refers to, when it says: ``CONFIG``, ``hub:CONFIG[@rev]`` or a
+    ``local-dir:`` bundle written by resnet_hub (its weights' metadata names the config)."""
+    from .configs import _all_configs
+
+    configs = _all_configs()
+    if name in configs:
+        return configs[name]
+    if name.startswith("hub:"):
+        return configs.get(name[4:].split("@", 1)[0])
+    if name.startswith("local-dir:"):
+        weights = Path(name[len("local-dir:"):]) / "model.safetensors"
+        if weights.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(weights), "pt") as f:
+                return configs.get((f.metadata() or {}).get("config", ""))
+    return None
+
+
+def check_model_name(name: str) -> None:
+    """A clear error for a model name that cannot work, before anything is loaded."""
+    import timm
+
+    import resnet_hub  # noqa: F401  (registers the zoo and the hub: prefix)
+
+    prefixes = ("hub:", "hf-hub:", "local-dir:", "hf_hub:")
+    if name.startswith("local-dir:") and not Path(name[len("local-dir:"):]).is_dir():
+        raise FileNotFoundError(f"--model {name}: no such folder")
+    if not name.startswith(prefixes) and name not in timm.list_models():
+        from .configs import closest_names
+
+        hint = closest_names(name)
+        raise ValueError(f"unknown model {name!r}; give a config name ({', '.join(hint) or 'resnet_hub.list_configs()'}"
+                         "), hub:NAME, hf-hub:REPO or local-dir:PATH")
+
+
+def create_pretrained(name: str):
+    import timm
+
+    check_model_name(name)
+    return timm.create_model(name, pretrained=True)
+
+
+def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers: int = 0,
+                   progress: bool = True) -> dict:
+    """top-1/top-5 of ``model`` over ``images`` (a :class:`resnet_hub.data.LabeledImages`)."""
+    import torch
+    from timm.data import resolve_data_config
+
+    from .data import DeviceNormalize
+    from .train import eval_collate, evaluate_loop
+
+    data_cfg = resolve_data_config({}, model=model)
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                         collate_fn=eval_collate(data_cfg["input_size"]),
+                                         pin_memory=accelerator.device.type == "cuda")
+    model, loader = accelerator.prepare(model, loader)
+    normalize = DeviceNormalize(data_cfg["mean"], data_cfg["std"]).to(accelerator.device)
+    start = time.perf_counter()
+    metrics = evaluate_loop(model, loader, accelerator, normalize, progress=progress)
+    seconds = time.perf_counter() - start
+    return dict(metrics, seconds=round(seconds, 3), images_per_s=round(metrics["images"] / seconds, 1))
+
+
+def run(args: argparse.Namespace) -> int:
+    from accelerate import Accelerator
+
+    from . import data as D
+    from .configs import load_config
+    from .recipe import eval_transform
+
+    check_model_name(args.model)
+    cfg = load_config(args.config) if args.config else config_of_model(args.model)
+    if cfg is None and not args.dataset:
+        raise ValueError(f"--model {args.model} does not name its config: give --dataset (and columns) or --config")
+    accelerator = Accelerator(mixed_precision=args.precision, cpu=args.cpu)
+    model = create_pretrained(args.model)
+    spec = _spec(args, cfg)
+    with accelerator.main_process_first():
+        splits = D.load_splits(spec, model.pretrained_cfg["input_size"][-1])
+    split = splits.eval if args.split in (None, splits.spec.eval_split) else None
+    if split is None:
+        if args.split != splits.spec.train_split:
+            raise ValueError(f"--split {args.split!r}: this dataset has {splits.spec.train_split!r} and "
+                             f"{splits.spec.eval_split!r}")
+        split = splits.train
+    if splits.num_classes and splits.num_classes > model.num_classes:
+        raise ValueError(f"dataset {spec.path} has {splits.num_classes} classes, the model {model.num_classes}")
+    if args.limit:
+        split = split.select(range(min(args.limit, len(split))))
+    images = D.LabeledImages(split, eval_transform(model), spec.image_column, spec.label_column)
+    metrics = evaluate_model(model, images, accelerator, batch_size=args.batch_size, workers=args.workers,
+                             progress=not args.no_progress)
+    if args.bad_images == "error" and metrics["skipped"]:
+        raise D.BadImages(f"{metrics['skipped']} unreadable image(s) in {spec.path}; pass --bad-images skip to "
+                          "drop and count them")
+    result = {"model": args.model, "config": cfg.name if cfg else None, "dataset": spec.path,
+              "split": args.split or splits.spec.eval_split, "processes": accelerator.num_processes, **metrics}
+    if accelerator.is_main_process:
+        text = json.dumps(result, indent=2)
+        print(text)
+        if args.json:
+            out = Path(args.json)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.tmp")
+            tmp.write_text(text + "\n")
+            os.replace(tmp, out)
+    return 0
+
+
+def _spec(args, cfg) -> "object":
+    from . import data as D
+
+    if cfg is None:  # only --dataset: columns default to the common image/label names
+        from types import SimpleNamespace
+
+        d = SimpleNamespace(hf_id=args.dataset, train_split="train", eval_split="validation", image_column="image",
+                            label_column="label")
+        cfg = SimpleNamespace(training=SimpleNamespace(dataset=d))
+    return D.resolve_dataset(args.dataset, cfg, eval_split=args.split, image_column=args.image_column,
+                             label_column=args.label_column)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--model", required=True,
+                   help="config name (pretrained from the Hub), hub:NAME[@REV], hf-hub:REPO or local-dir:PATH")
+    p.add_argument("--config", default=None,
+                   help="config whose dataset and columns to use (default: the one --model names)")
+    p.add_argument("--dataset", default=None,
+                   help="'digits', a local image folder, or a Hub dataset id (default: the config's)")
+    p.add_argument("--split", default=None, help="split to evaluate (default: the config's evaluation split)")
+    p.add_argument("--image-column", default=None, help="image column (default: the config's)")
+    p.add_argument("--label-column", default=None, help="label column (default: the config's)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per device per batch")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loading workers per device")
+    p.add_argument("--precision", default="no", choices=["no", "fp16", "bf16"], help="autocast precision")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
+    p.add_argument("--bad-images", default="skip", choices=["skip", "error"],
+                   help="unreadable images: count them as skipped, or fail")
+    p.add_argument("--json", default=None, help="also write the JSON result to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even when an accelerator is present")
+
+
+def main(argv: Optional[list] = None) -> int:
+    from .commands import main as command_main
+
+    return command_main(add_arguments, run, __doc__.split("\n\n")[0], argv)

@@ -1,0 +1,10 @@
+"""top-1/top-5 of a model on a dataset split with its config's eval transform (see resnet_hub/evaluate.py).
+
+    accelerate launch scripts/eval.py --model local-dir:runs/resnet18_8xb16_cifar10/final --dataset digits
+"""
+import sys
+
+from resnet_hub import commands, evaluate
+
+if __name__ == "__main__":
+    sys.exit(commands.main(evaluate.add_arguments, evaluate.run, evaluate.__doc__.split("\n\n")[0]))

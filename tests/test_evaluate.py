@@ -1,0 +1,121 @@
+"""scripts/eval.py: the eval transform against mmpretrain's test pipeline, many processes, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import requires_mmpretrain
+from PIL import Image
+from train_helpers import script
+
+import resnet_hub  # noqa: F401
+from resnet_hub import load_config
+from resnet_hub.data import DeviceNormalize
+from resnet_hub.recipe import eval_transform
+
+# One config per distinct test pipeline, with the bound on the mean absolute difference of normalized
+# tensors. Measured on the 4 photographs: shorter edge 256 bilinear in OpenCV (no antialiasing) vs PIL
+# 0.014-0.034; shorter edge 236 bicubic in pillow on both sides 0.0 exactly; square 600 bilinear OpenCV
+# + crop 448 0.0014-0.0047; CIFAR (no resize, 32x32) 0.0 exactly.
+PIPELINES = {"resnet50_8xb32_in1k": 0.04, "resnet50_8xb256-rsb-a1-600e_in1k": 1e-6, "resnet50_8xb8_cub": 0.01,
+             "resnet18_8xb16_cifar10": 1e-6}
+
+
+def _photographs(name: str) -> list[np.ndarray]:
+    """scikit-image's bundled photographs (RGB uint8); CIFAR configs take 32x32 images, as CIFAR is."""
+    from skimage import data
+
+    images = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    if load_config(name).eval.resize is None:
+        images = [np.asarray(Image.fromarray(im).resize((32, 32), Image.BICUBIC)) for im in images]
+    return images
+
+
+def _mmpretrain_test_pipeline(name: str, rgb: np.ndarray) -> torch.Tensor:
+    """mmpretrain's own test pipeline and data preprocessor: BGR in (as LoadImageFromFile), normalized RGB out."""
+    from mmcv.transforms import Compose
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import TRANSFORMS
+
+    from resnet_hub.reference import load_mmpretrain_config
+
+    init_default_scope("mmpretrain")
+    cfg = load_mmpretrain_config(name)
+    pipeline = Compose([TRANSFORMS.build(t) for t in cfg.test_pipeline
+                        if t["type"] not in ("LoadImageFromFile", "PackInputs")])
+    out = pipeline({"img": np.ascontiguousarray(rgb[..., ::-1])})["img"][..., ::-1]  # to_rgb in the preprocessor
+    x = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).float()
+    pre = cfg.data_preprocessor
+    return (x - torch.tensor(pre["mean"]).view(3, 1, 1)) / torch.tensor(pre["std"]).view(3, 1, 1)
+
+
+@requires_mmpretrain
+@pytest.mark.mmpretrain
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_eval_transform_reproduces_mmpretrains_test_pipeline(name):
+    """Same shape; mean absolute difference of normalized tensors under the bound measured for the
+    resize back-ends (PIL here, OpenCV or PIL there)."""
+    import timm
+
+    model = timm.create_model(name)
+    transform = eval_transform(model)
+    normalize = DeviceNormalize(model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
+    for rgb in _photographs(name):
+        ours = normalize(transform(Image.fromarray(rgb))[None])[0]
+        theirs = _mmpretrain_test_pipeline(name, rgb)
+        assert ours.shape == theirs.shape
+        mad = (ours - theirs).abs().mean().item()
+        assert mad <= PIPELINES[name], mad
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A random-weight resnet18_8xb16_cifar10 as a Hub bundle (only agreement between runs is tested)."""
+    import timm
+
+    from resnet_hub.bundle import write_bundle
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18_8xb16_cifar10")
+    model.pretrained_cfg = dict(model.pretrained_cfg, label_names=[str(i) for i in range(10)])
+    return write_bundle(model, load_config("resnet18_8xb16_cifar10"), tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.mark.slow
+def test_two_processes_count_every_image_once_and_agree_with_one(bundle, tmp_path):
+    args = ["--model", f"local-dir:{bundle}", "--dataset", "digits", "--limit", "37", "--batch-size", "8",
+            "--workers", "0", "--no-progress"]
+    one = script("eval", [*args, "--json", str(tmp_path / "one.json")])
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = script("eval", [*args, "--json", str(tmp_path / "two.json")], processes=2)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert a["images"] == b["images"] == 37 and (a["processes"], b["processes"]) == (1, 2)
+    assert (a["top1"], a["top5"]) == (b["top1"], b["top5"])
+    assert a["config"] == "resnet18_8xb16_cifar10" and json.loads(one.stdout)["top1"] == a["top1"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "resnet18_8xb16_cifar1"], "unknown model 'resnet18_8xb16_cifar1'"),
+    (["--model", "local-dir:/no/such/bundle"], "no such folder"),
+    (["--model", "hf-hub:someone/model"], "give --dataset"),
+    (["--model", "resnet18_8xb16_cifar10", "--dataset", "digits", "--split", "holdout"], "--split 'holdout'"),
+])
+def test_bad_input_is_one_clear_line(argv, needle, capsys, monkeypatch):
+    from resnet_hub import commands, evaluate
+
+    monkeypatch.setattr("timm.create_model", _offline_create_model)
+    code = commands.main(evaluate.add_arguments, evaluate.run, "eval", [*argv, "--no-progress", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and needle in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _offline_create_model(name, pretrained=False, **kwargs):
+    """timm.create_model without downloads: these tests are about arguments, not weights."""
+    import timm.models
+
+    return timm.models.create_model(name.split(":", 1)[-1] if name.startswith("hub:") else name, pretrained=False,
+                                    **kwargs)
