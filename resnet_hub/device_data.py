@@ -35,7 +35,8 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from .configs import Augmentation, HubConfig
 
 __all__ = [
-    "DeviceAugmentation", "DeviceDataLoader", "JpegBatchDecoder", "UnsupportedOnDevice", "encoded_image_collate",
+    "DeviceAugmentation", "DeviceDataLoader", "DeviceTrainBatches", "JpegBatchDecoder", "UnsupportedOnDevice",
+    "encoded_image_collate",
     "flip_params", "normalize", "random_crop_params", "random_resized_crop_params", "seeded_generator",
     "DEVICE_AUGMENTATIONS",
 ]
@@ -421,6 +422,42 @@ class DeviceDataLoader:
                 x = normalize(x, self.mean, self.std, self.dtype, self.channels_last)
             self._batches_done = b + 1
             yield x, self.labels[idx]
+
+
+class DeviceTrainBatches:
+    """The trainer's ``TrainBatches`` (resnet_hub.data) with the whole training split on the device.
+
+    As in ``data.TrainBatchSampler``, micro-batch ``a`` of process ``r`` is virtual rank
+    ``a * world_size + r`` of ``world_size * accumulation``: one process with accumulation 2
+    sees the micro-batches of two processes. Yields uint8 batches, already augmented on the
+    device; the trainer's ``DeviceNormalize`` does the rest. Raises :class:`UnsupportedOnDevice`
+    for a recipe with augmentations that only the CPU path has (RandAugment).
+    """
+
+    def __init__(self, cfg: HubConfig, dataset, *, batch_size: int, image_column: str, label_column: str,
+                 device: Union[str, torch.device], world_size: int = 1, rank: int = 0, accumulation: int = 1,
+                 seed: int = 0):
+        load_ops, batch_ops = DeviceAugmentation.from_config(cfg).split_leading_resize()
+        images, labels = load_image_tensor(dataset, image_column, label_column, load_ops, device)
+        virtual = world_size * accumulation
+        self.loaders = [DeviceDataLoader(images, labels, batch_size, augmentation=batch_ops, drop_last=True,
+                                         seed=seed, num_replicas=virtual, rank=a * world_size + rank, device=device)
+                        for a in range(accumulation)]
+        self.steps_per_epoch = min(len(loader) for loader in self.loaders)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{images.shape[0]} training images are too few for one step of {virtual} x "
+                             f"{batch_size} images; lower --batch-size")
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
+        iterators = []
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+            loader.skip(start_step)
+            iterators.append(iter(loader))
+        for _ in range(start_step, self.steps_per_epoch):
+            for it in iterators:
+                images, labels = next(it)
+                yield {"images": images, "labels": labels, "bad": []}
 
 
 def load_image_tensor(dataset, image_column: str, label_column: str, load_ops: DeviceAugmentation,

@@ -129,6 +129,28 @@ def _fast_paths(args, device: torch.device) -> dict:
     )
 
 
+def _data_on_device(choice: str, cfg: HubConfig, spec, device: torch.device) -> bool:
+    """Hold the training split on the device? ``auto``: on CUDA, for CIFAR-size images whose recipe the
+    device path supports; ``on`` insists (and says why it cannot); ``off`` never."""
+    from .device_data import DeviceAugmentation, UnsupportedOnDevice
+
+    if choice == "off":
+        return False
+    reason = None
+    if spec.streaming:
+        reason = "a streaming dataset is never all in memory"
+    else:
+        try:
+            DeviceAugmentation.from_config(cfg)
+        except UnsupportedOnDevice as e:
+            reason = str(e)
+    if choice == "on":
+        if reason:
+            raise ValueError(f"--data-on-device on: {reason}")
+        return True
+    return reason is None and device.type == "cuda" and cfg.eval.input_size <= 64
+
+
 def _precision(arg: str, cfg: HubConfig) -> str:
     if arg != "auto":
         return arg
@@ -367,7 +389,8 @@ def _agreed_stop(acc, signum: int, *, every: int, step: int, last: bool) -> int:
     return int(flag.item())
 
 
-def _run_identity(cfg: HubConfig, spec, args, num_classes: int, virtual: int, precision: str) -> dict:
+def _run_identity(cfg: HubConfig, spec, args, num_classes: int, virtual: int, precision: str,
+                  on_device: bool) -> dict:
     text = cfg.path.read_bytes() if cfg.path else repr(cfg).encode()
     return {
         "config": cfg.name,
@@ -380,6 +403,8 @@ def _run_identity(cfg: HubConfig, spec, args, num_classes: int, virtual: int, pr
         "precision": precision,
         "model_kwargs": args.model_kwargs,
         "fit_schedule_to_epochs": args.epochs if args.fit_schedule else None,
+        # the device path draws augmentations per batch, the CPU path per image: not interchangeable mid-run
+        "data_on_device": on_device,
     }
 
 
@@ -509,7 +534,8 @@ def run(args: argparse.Namespace) -> int:
         print("note: fp16 autocast needs a GPU; on the CPU Accelerate trains in fp32", file=sys.stderr)
     label_names = splits.label_names if len(splits.label_names) == num_classes else tuple(map(str, range(num_classes)))
 
-    identity = _run_identity(cfg, splits.spec, args, num_classes, virtual, precision)
+    on_device = _data_on_device(args.data_on_device, cfg, spec, acc.device)
+    identity = _run_identity(cfg, splits.spec, args, num_classes, virtual, precision, on_device)
     if acc.is_main_process:
         _claim_output_dir(out, identity, args.resume)
         out.mkdir(parents=True, exist_ok=True)
@@ -533,7 +559,13 @@ def run(args: argparse.Namespace) -> int:
 
     train_tf = train_transform(t)
     eval_tf = eval_transform(model)
-    if spec.streaming:
+    if on_device:
+        from .device_data import DeviceTrainBatches
+
+        batches = DeviceTrainBatches(cfg, splits.train, batch_size=args.batch_size, image_column=spec.image_column,
+                                     label_column=spec.label_column, device=acc.device, world_size=world, rank=rank,
+                                     accumulation=args.grad_accum, seed=args.seed)
+    elif spec.streaming:
         batches = D.StreamBatches(splits.train, train_tf, spec.image_column, spec.label_column,
                                   batch_size=args.batch_size, world_size=world, rank=rank,
                                   accumulation=args.grad_accum, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
@@ -780,6 +812,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="torch's fused optimizer kernel where there is one (CUDA only; default on there)")
     p.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="pinned host memory for non-blocking copies (default: on for CUDA)")
+    p.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
+                   help="hold the whole training split on the device as uint8 and augment it there in batches "
+                        "(resnet_hub/device_data.py); auto: on CUDA for CIFAR-size images")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when an accelerator is present")
 
 

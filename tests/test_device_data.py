@@ -416,3 +416,34 @@ def test_cuda_jpeg_decode_close_to_cpu():
     cuda = JpegBatchDecoder.from_config(IN1K, device="cuda").decode(encoded)
     for c, g in zip(cpu, cuda, strict=True):
         assert c.shape == g.shape and (c.float() - g.cpu().float()).abs().mean() < 2.0  # nvJPEG's IDCT differs
+
+
+def test_train_batches_split_virtual_ranks_like_the_cpu_sampler():
+    """DeviceTrainBatches (the trainer's device path): micro-batch a of process r is virtual rank
+    a * world + r, so 1 process x accumulation 2 sees the micro-batches of 2 processes; a resumed
+    epoch continues with the same batches."""
+    import datasets
+
+    from resnet_hub.device_data import DeviceTrainBatches
+
+    cfg = load_config("resnet18_8xb16_cifar10")
+    images = _images(40)
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("int64")})
+    ds = datasets.Dataset.from_dict({"img": [im.permute(1, 2, 0).numpy() for im in images],
+                                     "label": list(range(40))}, features=features)
+    kw = dict(batch_size=4, image_column="img", label_column="label", device="cpu", seed=5)
+    one = DeviceTrainBatches(cfg, ds, accumulation=2, **kw)
+    two = [DeviceTrainBatches(cfg, ds, world_size=2, rank=r, **kw) for r in (0, 1)]
+    assert one.steps_per_epoch == two[0].steps_per_epoch == 5
+    a = list(one.batches(epoch=1))
+    b0, b1 = list(two[0].batches(epoch=1)), list(two[1].batches(epoch=1))
+    assert len(a) == 10 and len(b0) == 5
+    for step in range(5):
+        for got, want in ((a[2 * step], b0[step]), (a[2 * step + 1], b1[step])):
+            assert torch.equal(got["labels"], want["labels"]) and got["images"].dtype == torch.uint8
+            assert got["images"].shape == (4, 3, 32, 32)
+    assert torch.cat([x["labels"] for x in a]).unique().numel() == 40  # every image once per epoch
+    tail = list(one.batches(epoch=1, start_step=3))
+    assert len(tail) == 4 and all(torch.equal(x["images"], y["images"]) for x, y in zip(tail, a[6:], strict=True))
+    with pytest.raises(UnsupportedOnDevice):
+        DeviceTrainBatches(load_config("resnet50_8xb256-rsb-a1-600e_in1k"), ds, **kw)

@@ -188,6 +188,8 @@ def test_output_dir_of_another_run_is_refused(tmp_path, uninterrupted, capsys):
     (["--dataset", "/no/such/folder"], "not a folder"),
     (["--model-kwargs", "[1]"], "JSON object"),
     (["--batch-size", "100"], "too few for one step"),
+    (["--config", "resnet50_8xb256-rsb-a3-100e_in1k", "--num-classes", "10", "--data-on-device", "on"],
+     "--data-on-device on: "),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, needle):
     from resnet_hub import commands, train
@@ -330,3 +332,20 @@ def test_unreadable_images_are_counted_or_one_clear_error(tmp_path, capsys, monk
     errors = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.startswith("error: ")]
     assert code == 1 and len(errors) == 1 and "unreadable training image (row" in errors[0]
     assert "pass --bad-images skip" in errors[0] and not (tmp_path / "error" / "final").exists()
+
+
+def test_data_on_device_trains_and_is_part_of_the_run(tmp_path, capsys):
+    """The GPU-resident path (resnet_hub/device_data.py), run on the CPU device: it trains, and a
+    resume cannot switch data paths mid-run (augmentations are drawn differently)."""
+    from resnet_hub import commands, train
+
+    out = tmp_path / "run"
+    argv = [*TINY_RUN, "--output-dir", str(out), "--epochs", "1", "--cpu"]
+    assert commands.main(train.add_arguments, train.run, "train", [*argv, "--data-on-device", "on"]) == 0
+    run = json.loads((out / "metrics.json").read_text())
+    assert run["run"]["data_on_device"] is True and len(run["epochs"]) == 1
+    assert run["epochs"][0]["loss"] == run["epochs"][0]["loss"]  # not NaN
+    capsys.readouterr()
+    assert commands.main(train.add_arguments, train.run, "train",
+                         [*argv, "--data-on-device", "off", "--resume", "--epochs", "2"]) == 1
+    assert "data_on_device" in capsys.readouterr().err
