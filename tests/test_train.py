@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from train_helpers import CONFIG, TINY_RUN, checkpoints, metrics, parameters, script, start, weights
@@ -349,3 +350,44 @@ def test_data_on_device_trains_and_is_part_of_the_run(tmp_path, capsys):
     assert commands.main(train.add_arguments, train.run, "train",
                          [*argv, "--data-on-device", "off", "--resume", "--epochs", "2"]) == 1
     assert "data_on_device" in capsys.readouterr().err
+
+
+def test_cub_recipe_starts_from_its_init_checkpoint(tmp_path, monkeypatch, capsys):
+    """CUB fine-tunes from mmpretrain's ImageNet-21k backbone: by default the trainer asks for the
+    config's init_from URL, and _init_from_checkpoint loads that backbone through the converter."""
+    import timm
+    from convert_helpers import checkpoint_dict, reference_model, save_as_released
+
+    from resnet_hub import commands, load_config, train
+
+    cub = load_config("resnet50_8xb8_cub")
+    seen = {}
+
+    def record(model, cfg, checkpoint):
+        seen.update(config=cfg.name, checkpoint=checkpoint, num_classes=model.num_classes)
+        raise ValueError("stopped after init")
+
+    monkeypatch.setattr(train, "_init_from_checkpoint", record)
+    folder = tmp_path / "birds"  # a tiny image folder: two classes, train and test splits
+    for split in ("train", "test"):
+        for label in ("albatross", "wren"):
+            (folder / split / label).mkdir(parents=True)
+            for i in range(2):
+                PIL.Image.new("RGB", (64, 48), (40 * i, 90, 200)).save(folder / split / label / f"{i}.png")
+    code = commands.main(train.add_arguments, train.run, "train", [
+        "--config", cub.name, "--dataset", str(folder), "--num-classes", "2", "--batch-size", "2", "--workers", "0",
+        "--tracker", "none", "--output-dir", str(tmp_path / "run")])
+    assert code == 1 and "stopped after init" in capsys.readouterr().err
+    assert seen == {"config": cub.name, "checkpoint": cub.training.init_from.url, "num_classes": 2}
+    monkeypatch.undo()
+
+    reference = reference_model("resnet50_8xb32_in1k", seed=4)
+    path = save_as_released(checkpoint_dict(reference, "resnet50_8xb32_in1k", "mmpretrain-1.x"), tmp_path,
+                            "resnet50_8xb32_in1k")
+    model = timm.create_model(cub.name, num_classes=10)
+    head = model.fc.weight.clone()
+    train._init_from_checkpoint(model, cub, str(path))
+    want = reference.backbone.state_dict()
+    got = model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items() if k in got) and torch.equal(model.fc.weight, head)
+    assert sum(k in got for k in want) > 300
