@@ -249,6 +249,80 @@ def inference_rows(ctx: BenchContext) -> Iterator[BenchRow]:
                        f"channels_last copy between calls)", target=1.3)
 
 
+# ----------------------------------------------------------------------------- training step
+
+
+def train_step_pair(name: str, device: str, batch: int, seed: int = 0):
+    """``scripts/train.py``'s step and a bare PyTorch loop: same model, batch, optimizer and loss.
+
+    Returns ``(ours, bare)``, each a no-argument callable doing one optimizer step on the same
+    uint8 batch held in memory on ``device`` and returning the loss. Only SGD + cross-entropy
+    recipes (ImageNet SGD, CIFAR) have a bare twin; both start from the same weights.
+    """
+    import copy
+
+    from accelerate import Accelerator
+
+    from .configs import load_config
+    from .train import build_train_step, create_model
+
+    cfg = load_config(name)
+    t = cfg.training
+    o = t.optimizer
+    if o.type != "sgd" or t.loss.type != "cross_entropy" or t.loss.label_smoothing or t.batch_augments:
+        raise ValueError(f"{name}: the bare loop twin is for SGD + cross-entropy recipes")
+    accelerator = Accelerator(cpu=device == "cpu")
+    dev = accelerator.device
+    torch.manual_seed(seed)
+    model = create_model(cfg)
+    bare = copy.deepcopy(model).to(dev).train()
+    step = build_train_step(cfg, accelerator, model, lr=o.lr, iters_per_epoch=10_000, num_classes=cfg.num_classes)
+
+    g = torch.Generator().manual_seed(seed)
+    size = cfg.eval.input_size
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g).to(dev)
+    labels = torch.randint(0, cfg.num_classes, (batch,), generator=g).to(dev)
+    mean = torch.tensor(cfg.eval.mean, device=dev).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.eval.std, device=dev).view(1, 3, 1, 1) * 255
+    params = list(bare.parameters())
+    if o.no_weight_decay:
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params}]
+    optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum or 0.0, weight_decay=o.weight_decay,
+                                nesterov=bool(o.nesterov))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def ours() -> torch.Tensor:
+        return step(images, labels)
+
+    def bare_step() -> torch.Tensor:
+        loss = loss_fn(bare((images.float() - mean) / std), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return ours, bare_step
+
+
+@register("train")
+def train_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    name = "resnet18_8xb16_cifar10"
+    batch, rounds = (8, 1) if ctx.quick else (64, 5)
+    for device in ctx.devices:
+        ours, bare = train_step_pair(name, device, batch)
+        ctx.log(f"train {name} on {device}: batch {batch}, {rounds} rounds")
+        ours_ips, ref_ips = measure_pair(ours, bare, items=batch, rounds=rounds)
+        threads = torch.get_num_threads() if device == "cpu" else "-"
+        yield BenchRow("train", ours_ips, ref_ips, "images/s", device,
+                       f"{name} recipe (SGD momentum, cross-entropy), fp32, batch {batch} of uint8 32x32 images "
+                       f"already in memory, {threads} threads, median of {rounds}; ours = resnet_hub.train's "
+                       f"TrainStep (Accelerate, on-device normalize, lr schedule), reference = a bare PyTorch "
+                       f"loop on a copy of the same model", target=0.95)
+
+
 # ----------------------------------------------------------------------------- input pipeline
 
 

@@ -171,3 +171,12 @@ def test_gpu_rows_are_reported_blocked_without_cuda(tmp_path, monkeypatch):
     text = (tmp_path / "r.md").read_text()
     for name, target in TARGETS.items():
         assert f"| {name} | none | blocked | blocked |" in text and f"target >= {target:,} img/s" in text
+
+
+def test_train_row_compares_the_same_computation():
+    """The trainer's step and the bare loop start equal and stay equal: same loss, step after step."""
+    ours, bare = benchmark.train_step_pair("resnet18_8xb16_cifar10", "cpu", batch=4)
+    for _ in range(3):
+        torch.testing.assert_close(ours(), bare(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="SGD \\+ cross-entropy"):
+        benchmark.train_step_pair("resnet50_8xb256-rsb-a1-600e_in1k", "cpu", batch=2)
