@@ -284,7 +284,8 @@ def sample_from_row(row: dict, transform: Callable, image_column: str, label_col
                     seed: Optional[int] = None):
     label = row[label_column]
     try:
-        image = _decode(row[image_column])
+        # the fast pipeline (resnet_hub.pipeline) decodes the encoded bytes itself, with torchvision
+        image = row[image_column] if getattr(transform, "takes_encoded", False) else _decode(row[image_column])
         if seed is None:
             out = transform(image)
         else:

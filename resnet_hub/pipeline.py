@@ -24,7 +24,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from .configs import Augmentation, HubConfig
 
-__all__ = ["TrainTransform", "train_transform", "prepare_dataset", "batch_loader", "decode", "normalize", "SUPPORTED"]
+__all__ = ["TrainTransform", "EncodedImageTransform", "train_transform", "prepare_dataset", "batch_loader", "decode",
+           "normalize", "SUPPORTED"]
 
 SUPPORTED = ("random_resized_crop", "random_crop", "horizontal_flip", "resize")
 _INTERPOLATION = {"bilinear": TF.InterpolationMode.BILINEAR, "bicubic": TF.InterpolationMode.BICUBIC,
@@ -161,6 +162,23 @@ class TrainTransform:
         if self.label_column is not None:
             out[self.label_column] = torch.as_tensor(examples[self.label_column], dtype=torch.int64)
         return out
+
+
+class EncodedImageTransform:
+    """The fast pipeline for one encoded image, as the trainer's per-sample transform.
+
+    Takes what an ``Image(decode=False)`` column holds and returns the augmented uint8
+    ``(3, S, S)`` tensor; ``takes_encoded`` tells ``resnet_hub.data`` to skip its PIL decode.
+    Random numbers come from torch's global generator, which the trainer seeds per sample.
+    """
+
+    takes_encoded = True
+
+    def __init__(self, ops: Sequence[Augmentation]):
+        self.batch = TrainTransform(ops, image_column="image", label_column=None)
+
+    def __call__(self, encoded: Any) -> torch.Tensor:
+        return self.batch({"image": [encoded]})["image"][0]
 
 
 def _pair(size: Any) -> tuple[int, int]:

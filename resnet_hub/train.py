@@ -151,6 +151,22 @@ def _data_on_device(choice: str, cfg: HubConfig, spec, device: torch.device) -> 
     return reason is None and device.type == "cuda" and cfg.eval.input_size <= 64
 
 
+def _train_transform(decode: str, training):
+    """The per-sample train transform: resnet_hub.pipeline's (torchvision decode, uint8 tensor ops)
+    where it implements the recipe, else timm/torchvision transforms on PIL images."""
+    from .pipeline import EncodedImageTransform
+    from .recipe import train_transform
+
+    if decode == "pil":
+        return train_transform(training)
+    try:
+        return EncodedImageTransform(training.augmentation)
+    except ValueError as e:  # e.g. RandAugment (the RSB recipes) exists for PIL images only
+        if decode == "torchvision":
+            raise ValueError(f"--decode torchvision: {e}") from None
+        return train_transform(training)
+
+
 def _precision(arg: str, cfg: HubConfig) -> str:
     if arg != "auto":
         return arg
@@ -405,6 +421,7 @@ def _run_identity(cfg: HubConfig, spec, args, num_classes: int, virtual: int, pr
         "fit_schedule_to_epochs": args.epochs if args.fit_schedule else None,
         # the device path draws augmentations per batch, the CPU path per image: not interchangeable mid-run
         "data_on_device": on_device,
+        "decode": args.decode,
     }
 
 
@@ -481,7 +498,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from . import data as D
-    from .recipe import eval_transform, fit_schedule, scaled_lr, train_transform
+    from .recipe import eval_transform, fit_schedule, scaled_lr
 
     cfg = load_config(args.config)
     t = cfg.training
@@ -557,7 +574,7 @@ def run(args: argparse.Namespace) -> int:
     elif sync_bn and world > 1:
         acc.print("note: SyncBN needs CUDA; BatchNorm statistics stay per process on this device")
 
-    train_tf = train_transform(t)
+    train_tf = _train_transform(args.decode, t)
     eval_tf = eval_transform(model)
     if on_device:
         from .device_data import DeviceTrainBatches
@@ -812,6 +829,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="torch's fused optimizer kernel where there is one (CUDA only; default on there)")
     p.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="pinned host memory for non-blocking copies (default: on for CUDA)")
+    p.add_argument("--decode", choices=("auto", "torchvision", "pil"), default="auto",
+                   help="training images: torchvision decode + uint8 tensor augmentation (resnet_hub.pipeline, "
+                        "measured faster in benchmarks/RESULTS.md) or PIL + timm/torchvision transforms; auto: "
+                        "torchvision where it implements the recipe (all but RandAugment)")
     p.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
                    help="hold the whole training split on the device as uint8 and augment it there in batches "
                         "(resnet_hub/device_data.py); auto: on CUDA for CIFAR-size images")

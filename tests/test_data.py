@@ -198,3 +198,43 @@ def test_streaming_shards_are_disjoint_and_resume_skips(tmp_path, monkeypatch):
     pixels = [b["images"][i] for shard in shards for b in shard for i in range(len(b["images"]))]
     assert len(pixels) == 8 and all(len(shard) == 2 for shard in shards)
     assert torch.equal(stream(0, start=1)[0]["images"], shards[0][1]["images"])
+
+
+def test_trainer_fast_decode_path_is_seeded_and_converts_like_the_pil_path():
+    """The trainer's default per-sample transform for non-RandAugment recipes: resnet_hub.pipeline on
+    the encoded bytes. Same key, same output; odd image modes become RGB; a broken file is reported."""
+    import io as _io
+
+    from resnet_hub.data import sample_from_row
+    from resnet_hub.pipeline import EncodedImageTransform
+    from resnet_hub.train import _train_transform
+
+    transform = _train_transform("auto", CIFAR.training)
+    assert isinstance(transform, EncodedImageTransform)
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+
+    def encoded(image, fmt="PNG"):
+        buf = _io.BytesIO()
+        image.save(buf, fmt)
+        return {"bytes": buf.getvalue(), "path": None}
+
+    row = {"image": encoded(rgb), "label": 3}
+    a, label, err = sample_from_row(row, transform, "image", "label", 0, seed=11)
+    b, _, _ = sample_from_row(row, transform, "image", "label", 0, seed=11)
+    assert err is None and label == 3 and a.dtype == torch.uint8 and a.shape == (3, 32, 32) and torch.equal(a, b)
+    assert any(not torch.equal(a, sample_from_row(row, transform, "image", "label", 0, seed=s)[0]) for s in range(5))
+    padded = torch.nn.functional.pad(torch.from_numpy(np.array(rgb)).permute(2, 0, 1), (4, 4, 4, 4))
+    windows = [padded[:, t:t + 32, left:left + 32] for t in range(9) for left in range(9)]
+    assert any(torch.equal(a, w) or torch.equal(a, w.flip(-1)) for w in windows)  # a real crop (+ flip)
+    for image, fmt in ((rgb.convert("L"), "PNG"), (rgb.convert("CMYK"), "JPEG"), (rgb.convert("RGBA"), "PNG")):
+        out, _, err = sample_from_row({"image": encoded(image, fmt), "label": 0}, transform, "image", "label", 0, 1)
+        assert err is None and out.shape == (3, 32, 32)
+    _, _, err = sample_from_row({"image": {"bytes": b"\xff\xd8\xff\xe0 broken", "path": None}, "label": 0},
+                                transform, "image", "label", 7, seed=1)
+    assert err is not None and err.startswith("row 7: ValueError")
+
+    rsb = load_config("resnet50_8xb256-rsb-a1-600e_in1k").training
+    assert not isinstance(_train_transform("auto", rsb), EncodedImageTransform)  # RandAugment: the PIL path
+    with pytest.raises(ValueError, match="--decode torchvision: .*rand_augment"):
+        _train_transform("torchvision", rsb)
+    assert not isinstance(_train_transform("pil", CIFAR.training), EncodedImageTransform)
