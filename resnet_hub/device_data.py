@@ -33,6 +33,7 @@ import torchvision.transforms.functional as TF
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from .configs import Augmentation, HubConfig
+from .pipeline import normalize  # re-exported: the one uint8 -> float normalization
 
 __all__ = [
     "DeviceAugmentation", "DeviceDataLoader", "DeviceTrainBatches", "JpegBatchDecoder", "UnsupportedOnDevice",
@@ -259,20 +260,6 @@ class DeviceAugmentation:
             return [im.flip(-1) if f else im for im, f in zip(images, flip.tolist(), strict=True)], {"flip": flip}
         flip = flip.to(images.device)
         return torch.where(flip[:, None, None, None], images.flip(-1), images), {"flip": flip}
-
-
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32,
-              channels_last: bool = True) -> torch.Tensor:
-    """uint8 images to normalized floats on their device: ``ToTensor`` + ``Normalize``, op for op.
-
-    ``mean``/``std`` are on a 0-1 scale (hub_configs ``eval.mean``/``eval.std``).
-    """
-    if images.dtype != torch.uint8:
-        raise ValueError(f"normalize expects uint8 images, got {images.dtype}")
-    m = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    out = images.to(torch.float32).div_(255).sub_(m).div_(s)
-    return out.to(dtype=dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 # ----------------------------------------------------------------------------- GPU-resident datasets
