@@ -85,21 +85,17 @@ def _cache_file() -> Path:
 
 
 def measure_complexity(name: str) -> dict[str, int]:
-    """Parameters and multiply-accumulates of one forward at the config's eval input size.
-
-    Counted on the meta device (no memory, no weights) with ``torch.utils.flop_counter``, which
-    counts convolutions and matmuls; MACs = FLOPs / 2, the unit of mmpretrain's "Flops (G)".
-    """
+    """Parameters and multiply-accumulates of one forward at the config's eval input size, as the
+    model card measures them (:func:`resnet_hub.card.measure_complexity`, on the meta device)."""
     import timm
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    from .card import measure_complexity as measure
 
     with torch.device("meta"):
         model = timm.create_model(name).eval()
-    x = torch.empty(1, *model.pretrained_cfg["input_size"], device="meta")
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    return {"params": sum(p.numel() for p in model.parameters()), "macs": counter.get_total_flops() // 2}
+    c = measure(model, model.pretrained_cfg["input_size"][-1])
+    return {"params": c.params, "macs": c.macs}
 
 
 def complexity(names: Sequence[str]) -> dict[str, dict[str, int]]:
