@@ -33,7 +33,7 @@ import torchvision.transforms.functional as TF
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from .configs import Augmentation, HubConfig
-from .pipeline import normalize  # re-exported: the one uint8 -> float normalization
+from .pipeline import encoded_bytes, normalize  # normalize re-exported: the one uint8 -> float normalization
 
 __all__ = [
     "DeviceAugmentation", "DeviceDataLoader", "DeviceTrainBatches", "JpegBatchDecoder", "UnsupportedOnDevice",
@@ -488,27 +488,6 @@ def load_image_tensor(dataset, image_column: str, label_column: str, load_ops: D
 # ----------------------------------------------------------------------------- JPEG decoding on the device
 
 
-def _encoded_tensor(item) -> torch.Tensor:
-    if isinstance(item, dict):  # an HF Image(decode=False) value
-        if item.get("bytes") is not None:
-            item = item["bytes"]
-        elif item.get("path"):
-            from torchvision.io import read_file
-
-            return read_file(item["path"])
-        else:
-            raise ValueError("image has neither bytes nor a path")
-    if isinstance(item, torch.Tensor):
-        return item.to(torch.uint8).reshape(-1)
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return torch.frombuffer(bytearray(item), dtype=torch.uint8)
-    import numpy as np
-
-    if isinstance(item, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(item, dtype=np.uint8).reshape(-1))
-    raise ValueError(f"expected encoded image bytes, got {type(item).__name__}")
-
-
 def encoded_image_collate(image_column: str = "image", label_column: str = "label"):
     """A DataLoader ``collate_fn`` for an ``Image(decode=False)`` dataset: ``(list of uint8 byte tensors, labels)``.
 
@@ -516,7 +495,7 @@ def encoded_image_collate(image_column: str = "image", label_column: str = "labe
     """
 
     def collate(examples):
-        encoded = [_encoded_tensor(e[image_column]) for e in examples]
+        encoded = [encoded_bytes(e[image_column]) for e in examples]
         return encoded, torch.tensor([int(e[label_column]) for e in examples], dtype=torch.long)
 
     return collate
@@ -540,7 +519,7 @@ class JpegBatchDecoder:
 
     def decode(self, encoded: Sequence) -> list:
         """RGB uint8 ``(3, H_i, W_i)`` images on the device."""
-        data = [_encoded_tensor(e) for e in encoded]
+        data = [encoded_bytes(e) for e in encoded]
         try:
             return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device))
         except RuntimeError:

@@ -14,41 +14,57 @@ batch leaves the worker as uint8: a quarter of the bytes, normalized where the m
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
 from .configs import Augmentation, HubConfig
 
 __all__ = ["TrainTransform", "EncodedImageTransform", "train_transform", "prepare_dataset", "batch_loader", "decode",
-           "normalize", "SUPPORTED"]
+           "encoded_bytes", "normalize", "SUPPORTED"]
 
 SUPPORTED = ("random_resized_crop", "random_crop", "horizontal_flip", "resize")
 _INTERPOLATION = {"bilinear": TF.InterpolationMode.BILINEAR, "bicubic": TF.InterpolationMode.BICUBIC,
                   "nearest": TF.InterpolationMode.NEAREST}
 
 
-def decode(image: Any) -> torch.Tensor:
-    """An encoded image (``{"bytes", "path"}`` as ``Image(decode=False)`` gives, raw bytes or a
-    path) -> uint8 RGB tensor (3, H, W). JPEG, PNG, GIF and WebP; gray and CMYK become RGB."""
+def encoded_bytes(image: Any) -> torch.Tensor:
+    """An encoded image as a flat uint8 tensor of its file bytes: an ``Image(decode=False)`` value
+    (``{"bytes", "path"}``), raw bytes, a path, or a uint8 tensor/array of bytes."""
+    import numpy as np
+
     if isinstance(image, Mapping):
-        data, path = image.get("bytes"), image.get("path")
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        data, path = image, None
-    else:
-        data, path = None, image
-    if data is None:
-        if path is None:
+        if image.get("bytes") is not None:
+            image = image["bytes"]
+        elif image.get("path"):
+            image = image["path"]
+        else:
             raise ValueError("an image entry with neither bytes nor a path")
-        with open(path, "rb") as f:
-            data = f.read()
+    if isinstance(image, torch.Tensor):
+        return image.to(torch.uint8).reshape(-1)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return torch.frombuffer(bytearray(image), dtype=torch.uint8)
+    if isinstance(image, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8).reshape(-1))
+    if isinstance(image, (str, os.PathLike)):
+        return read_file(str(image))
+    raise ValueError(f"expected an encoded image (bytes, path or Image(decode=False) value), "
+                     f"got {type(image).__name__}")
+
+
+def decode(image: Any) -> torch.Tensor:
+    """An encoded image (see :func:`encoded_bytes`) -> uint8 RGB tensor (3, H, W). JPEG, PNG, GIF
+    and WebP; gray and CMYK become RGB."""
+    data = encoded_bytes(image)
     try:
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        return decode_image(data, mode=ImageReadMode.RGB)
     except RuntimeError as e:
+        path = image.get("path") if isinstance(image, Mapping) else image if isinstance(image, str) else None
         raise ValueError(f"cannot decode image{' ' + str(path) if path else ''}: {e}") from None
 
 
