@@ -8,8 +8,9 @@
 """
 __version__ = "0.1.0"
 
-from . import models  # noqa: E402,F401  (registers the zoo with timm)
-from .configs import (  # noqa: E402
+from .inference import get_model, inference_model  # noqa: E402
+from .zoo import models  # noqa: E402,F401  (registers the zoo with timm)
+from .zoo.configs import (  # noqa: E402
     DEFAULT_NAMESPACE,
     HubConfig,
     HubConfigError,
@@ -18,8 +19,7 @@ from .configs import (  # noqa: E402
     list_configs,
     load_config,
 )
-from .hub_prefix import install as _install_hub_prefix  # noqa: E402
-from .inference import get_model, inference_model  # noqa: E402
+from .zoo.hub_prefix import install as _install_hub_prefix  # noqa: E402
 
 _install_hub_prefix()
 

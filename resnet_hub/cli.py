@@ -28,12 +28,12 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "info": ("resnet_hub.cli", "add_info_arguments", "run_info",
              "everything about one config: architecture, eval transform, weights, results, recipe"),
     "predict": ("resnet_hub.inference", "add_arguments", "run", "classify images with a zoo model"),
-    "convert": ("resnet_hub.convert", "add_arguments", "run",
+    "convert": ("resnet_hub.hub.convert", "add_arguments", "run",
                 "convert mmpretrain's released checkpoints into Hub bundles (safetensors + config.json)"),
-    "push": ("resnet_hub.push", "add_arguments", "run", "upload converted bundles to the Hugging Face Hub"),
-    "eval": ("resnet_hub.evaluate", "add_arguments", "run",
+    "push": ("resnet_hub.hub.push", "add_arguments", "run", "upload converted bundles to the Hugging Face Hub"),
+    "eval": ("resnet_hub.train.evaluate", "add_arguments", "run",
              "top-1/top-5 of a model on an HF dataset split or an image folder"),
-    "bench": ("resnet_hub.benchmark", "add_arguments", "run",
+    "bench": ("resnet_hub.bench.benchmark", "add_arguments", "run",
               "benchmarks side by side: resnet_hub vs mmpretrain and the plain HF/torchvision pipeline"),
 }
 _FORMATTER = HelpFormatter
@@ -86,11 +86,11 @@ def _cache_file() -> Path:
 
 def measure_complexity(name: str) -> dict[str, int]:
     """Parameters and multiply-accumulates of one forward at the config's eval input size, as the
-    model card measures them (:func:`resnet_hub.card.measure_complexity`, on the meta device)."""
+    model card measures them (:func:`resnet_hub.hub.card.measure_complexity`, on the meta device)."""
     import timm
     import torch
 
-    from .card import measure_complexity as measure
+    from .hub.card import measure_complexity as measure
 
     with torch.device("meta"):
         model = timm.create_model(name).eval()
@@ -100,7 +100,7 @@ def measure_complexity(name: str) -> dict[str, int]:
 
 def complexity(names: Sequence[str]) -> dict[str, dict[str, int]]:
     """:func:`measure_complexity` of each config, cached on disk per config file content and timm/torch version."""
-    from .configs import load_config
+    from .zoo.configs import load_config
 
     path = _cache_file()
     try:
@@ -134,7 +134,7 @@ def _dataset_names(cfg) -> set[str]:
 
 def select_configs(pattern: Optional[str] = None, dataset: Optional[str] = None) -> list[str]:
     """Config names matching a shell pattern (or a substring) and a dataset name."""
-    from .configs import closest_names, list_configs, load_config
+    from .zoo.configs import closest_names, list_configs, load_config
 
     names = list_configs()
     if pattern:
@@ -159,7 +159,7 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def list_rows(names: Sequence[str]) -> list[dict]:
-    from .configs import load_config
+    from .zoo.configs import load_config
 
     sizes = complexity(names)
     rows = []
@@ -199,7 +199,7 @@ def add_info_arguments(parser: argparse.ArgumentParser) -> None:
 
 def info(name: str) -> dict:
     """Everything known about config ``name``: its hub_configs fields plus the measured size."""
-    from .configs import hub_repo_id, load_config
+    from .zoo.configs import hub_repo_id, load_config
 
     cfg = load_config(name)
     data = dataclasses.asdict(cfg)

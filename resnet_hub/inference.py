@@ -32,8 +32,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 
-from .configs import list_configs
-from .pipeline import normalize
+from .train.pipeline import normalize
+from .zoo.configs import list_configs
 
 __all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "eval_transform",
            "preprocess", "add_arguments", "run"]

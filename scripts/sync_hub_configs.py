@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "hub_configs", help="where the YAML files go")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 on any difference")
     args = parser.parse_args(argv)
-    files = expected_files(args.out_dir, ROOT / "resnet_hub" / "labels")
+    files = expected_files(args.out_dir, ROOT / "resnet_hub" / "zoo" / "labels")
     stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
     extra = sorted(set(args.out_dir.glob("*.yaml")) - set(files))
     for p in extra:

@@ -1,4 +1,4 @@
-"""Train a config's recipe with Accelerate (see resnet_hub/train.py).
+"""Train a config's recipe with Accelerate (see resnet_hub/train/trainer.py).
 
     accelerate launch scripts/train.py --config resnet18_8xb16_cifar10 --dataset digits --epochs 3
 """

@@ -46,7 +46,7 @@ def reference_model(name: str, seed: int = 0):
 
 def checkpoint_dict(model: nn.Module, name: str, fmt: str) -> dict:
     """What a published checkpoint of ``model`` holds, in format ``fmt`` (one of FORMATS)."""
-    from resnet_hub.labels import label_names
+    from resnet_hub.zoo.labels import label_names
 
     cfg = load_config(name)
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -13,7 +13,7 @@ CIFAR = "resnet18_8xb16_cifar10"
 
 def random_model(name: str = CIFAR, seed: int = 0) -> torch.nn.Module:
     """A config's model with random weights and non-trivial BatchNorm statistics, in eval mode."""
-    from resnet_hub.benchmark import _randomize_batchnorm
+    from resnet_hub.bench.benchmark import _randomize_batchnorm
 
     torch.manual_seed(seed)
     model = timm.create_model(name).eval()
@@ -22,7 +22,7 @@ def random_model(name: str = CIFAR, seed: int = 0) -> torch.nn.Module:
 
 
 def photos(n: int = 3, size: tuple[int, int] = (40, 36), seed: int = 0) -> list[np.ndarray]:
-    from resnet_hub.benchmark import make_photos
+    from resnet_hub.bench.benchmark import make_photos
 
     return make_photos(n, size=size, jitter=0.0, seed=seed)
 

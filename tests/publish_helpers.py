@@ -21,7 +21,7 @@ from huggingface_hub.hf_api import CommitInfo, RepoFile
 from huggingface_hub.utils.sha import git_hash
 
 from resnet_hub import load_config
-from resnet_hub.bundle import write_bundle
+from resnet_hub.hub.bundle import write_bundle
 
 PROVENANCE = {
     "source_url": "https://download.openmmlab.com/mmclassification/v0/resnet/example-0123abcd.pth",

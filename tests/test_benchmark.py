@@ -12,9 +12,10 @@ from conftest import requires_mmpretrain
 from inference_helpers import save
 from PIL import Image
 
-from resnet_hub import benchmark, inference_model
-from resnet_hub.configs import Augmentation, load_config
-from resnet_hub.pipeline import normalize, prepare_dataset, train_transform
+from resnet_hub import inference_model
+from resnet_hub.bench import benchmark
+from resnet_hub.train.pipeline import normalize, prepare_dataset, train_transform
+from resnet_hub.zoo.configs import Augmentation, load_config
 
 
 @requires_mmpretrain
@@ -160,7 +161,7 @@ def test_make_photos_are_real_photographs():
 
 
 def test_gpu_rows_are_reported_blocked_without_cuda(tmp_path, monkeypatch):
-    from resnet_hub.benchmark_gpu import GPU_ROWS, TARGETS
+    from resnet_hub.bench.benchmark_gpu import GPU_ROWS, TARGETS
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     rows = benchmark.run_rows(["gpu"], benchmark.BenchContext(quick=True, workdir=tmp_path, devices=("cpu",),

@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 import torch
 
-from resnet_hub.benchmark_gpu import (
+from resnet_hub.bench.benchmark_gpu import (
     GPU_ROWS,
     TARGETS,
     gpu_rows,

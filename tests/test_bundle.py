@@ -11,7 +11,7 @@ from conftest import run_python
 from safetensors import safe_open
 
 from resnet_hub import load_config
-from resnet_hub.bundle import write_bundle
+from resnet_hub.hub.bundle import write_bundle
 
 
 def _sha(path):

@@ -66,8 +66,8 @@ def test_subcommand_help_is_complete(capsys, command, options):
     assert all(option in out for option in options)
 
 
-@pytest.mark.parametrize("command, module", [("convert", "resnet_hub.convert"), ("push", "resnet_hub.push"),
-                                             ("eval", "resnet_hub.evaluate")])
+@pytest.mark.parametrize("command, module", [("convert", "resnet_hub.hub.convert"), ("push", "resnet_hub.hub.push"),
+                                             ("eval", "resnet_hub.train.evaluate")])
 def test_merged_subcommand_help(capsys, command, module):
     """convert/push/eval come from other branches; this runs once their modules are merged."""
     mod = pytest.importorskip(module)

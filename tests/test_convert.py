@@ -29,9 +29,10 @@ from convert_helpers import (
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from resnet_hub import commands, convert, list_configs, load_config
-from resnet_hub.checkpoint_io import expected_hashes, load_checkpoint
-from resnet_hub.convert import PARITY_TOLERANCE, convert_checkpoint, load_pretrained_backbone, mmpretrain_to_timm
+from resnet_hub import commands, list_configs, load_config
+from resnet_hub.hub import convert
+from resnet_hub.hub.checkpoint_io import expected_hashes, load_checkpoint
+from resnet_hub.hub.convert import PARITY_TOLERANCE, convert_checkpoint, load_pretrained_backbone, mmpretrain_to_timm
 
 pytestmark = requires_mmpretrain
 

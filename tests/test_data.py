@@ -1,4 +1,4 @@
-"""resnet_hub.data: datasets, decoding of awkward images, the training order, device normalization."""
+"""resnet_hub.train.data: datasets, decoding of awkward images, the training order, device normalization."""
 from __future__ import annotations
 
 import io
@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_hub import data as D
 from resnet_hub import load_config
-from resnet_hub.recipe import train_transform
+from resnet_hub.train import data as D
+from resnet_hub.train.recipe import train_transform
 
 CIFAR = load_config("resnet18_8xb16_cifar10")
 
@@ -201,13 +201,13 @@ def test_streaming_shards_are_disjoint_and_resume_skips(tmp_path, monkeypatch):
 
 
 def test_trainer_fast_decode_path_is_seeded_and_converts_like_the_pil_path():
-    """The trainer's default per-sample transform for non-RandAugment recipes: resnet_hub.pipeline on
+    """The trainer's default per-sample transform for non-RandAugment recipes: resnet_hub.train.pipeline on
     the encoded bytes. Same key, same output; odd image modes become RGB; a broken file is reported."""
     import io as _io
 
-    from resnet_hub.data import sample_from_row
-    from resnet_hub.pipeline import EncodedImageTransform
-    from resnet_hub.train import _train_transform
+    from resnet_hub.train.data import sample_from_row
+    from resnet_hub.train.pipeline import EncodedImageTransform
+    from resnet_hub.train.trainer import _train_transform
 
     transform = _train_transform("auto", CIFAR.training)
     assert isinstance(transform, EncodedImageTransform)

@@ -18,8 +18,7 @@ from torch.utils.data import DistributedSampler
 from torchvision.io import ImageReadMode, decode_image, encode_jpeg, encode_png
 
 from resnet_hub import list_configs, load_config
-from resnet_hub.configs import Augmentation
-from resnet_hub.device_data import (
+from resnet_hub.train.device_data import (
     DeviceAugmentation,
     DeviceDataLoader,
     JpegBatchDecoder,
@@ -31,6 +30,7 @@ from resnet_hub.device_data import (
     random_resized_crop_params,
     seeded_generator,
 )
+from resnet_hub.zoo.configs import Augmentation
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
@@ -424,7 +424,7 @@ def test_train_batches_split_virtual_ranks_like_the_cpu_sampler():
     epoch continues with the same batches."""
     import datasets
 
-    from resnet_hub.device_data import DeviceTrainBatches
+    from resnet_hub.train.device_data import DeviceTrainBatches
 
     cfg = load_config("resnet18_8xb16_cifar10")
     images = _images(40)

@@ -20,8 +20,8 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 import resnet_hub
-from resnet_hub.configs import load_config
 from resnet_hub.inference import preprocess
+from resnet_hub.zoo.configs import load_config
 
 MAD_BOUND = 0.05  # in normalized units (1 / std): about 3 levels of 255 on average
 NAMES = resnet_hub.list_configs()

@@ -12,8 +12,8 @@ from train_helpers import script
 
 import resnet_hub  # noqa: F401
 from resnet_hub import load_config
-from resnet_hub.data import DeviceNormalize
-from resnet_hub.recipe import eval_transform
+from resnet_hub.train.data import DeviceNormalize
+from resnet_hub.train.recipe import eval_transform
 
 # One config per distinct test pipeline, with the bound on the mean absolute difference of normalized
 # tensors. Measured on the 4 photographs: shorter edge 256 bilinear in OpenCV (no antialiasing) vs PIL
@@ -75,7 +75,7 @@ def bundle(tmp_path_factory):
     """A random-weight resnet18_8xb16_cifar10 as a Hub bundle (only agreement between runs is tested)."""
     import timm
 
-    from resnet_hub.bundle import write_bundle
+    from resnet_hub.hub.bundle import write_bundle
 
     torch.manual_seed(0)
     model = timm.create_model("resnet18_8xb16_cifar10")
@@ -104,7 +104,8 @@ def test_two_processes_count_every_image_once_and_agree_with_one(bundle, tmp_pat
     (["--model", "resnet18_8xb16_cifar10", "--dataset", "digits", "--split", "holdout"], "--split 'holdout'"),
 ])
 def test_bad_input_is_one_clear_line(argv, needle, capsys, monkeypatch):
-    from resnet_hub import commands, evaluate
+    from resnet_hub import commands
+    from resnet_hub.train import evaluate
 
     monkeypatch.setattr("timm.create_model", _offline_create_model)
     code = commands.main(evaluate.add_arguments, evaluate.run, "eval", [*argv, "--no-progress", "--workers", "0"])

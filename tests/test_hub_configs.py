@@ -9,7 +9,7 @@ import yaml
 from conftest import REPO, requires_mmpretrain
 
 import resnet_hub
-from resnet_hub.configs import HubConfigError, config_dir, load_config, load_config_file
+from resnet_hub.zoo.configs import HubConfigError, config_dir, load_config, load_config_file
 
 SEED = REPO.parent / "shared" / "seed" / "mmpretrain_resnet_README.md"
 NAMES = resnet_hub.list_configs()
@@ -35,7 +35,7 @@ def test_file_is_valid_and_self_consistent(name):
     cfg = load_config(name)
     assert cfg.path == config_dir() / f"{name}.yaml"
     assert cfg.checkpoint.file_name.endswith(f"-{cfg.checkpoint.sha256_prefix}.pth")
-    assert len(resnet_hub.models.label_names(cfg.labels)) == cfg.num_classes
+    assert len(resnet_hub.zoo.models.label_names(cfg.labels)) == cfg.num_classes
     assert cfg.training.total_batch_size == cfg.training.lr_base_batch_size
     assert f"{cfg.training.devices}xb{cfg.training.batch_size_per_device}" in name
 
@@ -46,7 +46,7 @@ def test_files_equal_mmpretrain_derivation():
     """Every byte of hub_configs/ and resnet_hub/labels/ re-derived from mmpretrain 1.2.0."""
     from resnet_hub.reference import expected_files
 
-    expected = expected_files(config_dir(), REPO / "resnet_hub" / "labels")
+    expected = expected_files(config_dir(), REPO / "resnet_hub" / "zoo" / "labels")
     assert len(expected) == 22 + 4
     stale = [str(p) for p, text in expected.items() if p.read_text() != text]
     assert not stale, f"differ from mmpretrain (run scripts/sync_hub_configs.py): {stale}"

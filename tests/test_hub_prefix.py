@@ -11,7 +11,7 @@ from hub_server import fill_hf_cache
 from safetensors.torch import save
 
 import resnet_hub
-from resnet_hub import hub_prefix
+from resnet_hub.zoo import hub_prefix
 
 NAME = "resnet18_8xb16_cifar10"
 
@@ -135,7 +135,7 @@ def test_hook_is_installed_once_and_other_prefixes_still_work(tmp_path):
     hub_prefix.install()
     assert _factory._resolve_model_source is hooked
     timm.models.save_for_hf(timm.create_model(NAME), tmp_path)
-    assert isinstance(timm.create_model(f"local-dir:{tmp_path}"), resnet_hub.models.CifarResNet)
+    assert isinstance(timm.create_model(f"local-dir:{tmp_path}"), resnet_hub.zoo.models.CifarResNet)
 
 
 @pytest.mark.parametrize("replacement", [

@@ -150,8 +150,8 @@ def test_unknown_model_names_the_closest(tmp_path):
 
 
 def test_get_model_loads_a_weights_file_and_a_local_dir_bundle(model, tmp_path):
-    from resnet_hub.bundle import write_bundle
-    from resnet_hub.configs import load_config
+    from resnet_hub.hub.bundle import write_bundle
+    from resnet_hub.zoo.configs import load_config
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "w.safetensors")
     loaded = get_model(CIFAR, pretrained=tmp_path / "w.safetensors")

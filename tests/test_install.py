@@ -32,7 +32,7 @@ def test_wheel_installs_and_works_in_fresh_venv(tmp_path):
     code = (
         "import resnet_hub, timm, torch\n"
         "assert resnet_hub.__file__.startswith(%r), resnet_hub.__file__\n"
-        "from resnet_hub.configs import config_dir\n"
+        "from resnet_hub.zoo.configs import config_dir\n"
         "assert str(config_dir()).startswith(%r)\n"
         "assert len(resnet_hub.list_configs()) == 22\n"
         "m = timm.create_model('hub:resnet18_8xb16_cifar10').eval()\n"

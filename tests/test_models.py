@@ -9,7 +9,7 @@ from timm.data import create_transform, resolve_data_config
 from timm.models import group_parameters
 
 import resnet_hub
-from resnet_hub.configs import load_config
+from resnet_hub.zoo.configs import load_config
 
 NAMES = resnet_hub.list_configs()
 CIFAR = [n for n in NAMES if load_config(n).architecture.stem == "cifar"]

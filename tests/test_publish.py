@@ -23,10 +23,11 @@ from publish_helpers import PROVENANCE, RecordingHub, file_hashes, make_bundle
 from safetensors.torch import load_file
 
 import resnet_hub
-from resnet_hub import commands, list_configs, load_config, push
-from resnet_hub.bundle import BUNDLE_FILES, validate_bundle
-from resnet_hub.card import measure_complexity, render_card
-from resnet_hub.configs import InitFrom
+from resnet_hub import commands, list_configs, load_config
+from resnet_hub.hub import push
+from resnet_hub.hub.bundle import BUNDLE_FILES, validate_bundle
+from resnet_hub.hub.card import measure_complexity, render_card
+from resnet_hub.zoo.configs import InitFrom
 
 CIFAR = "resnet18_8xb16_cifar10"  # plugin architecture resnet18_cifar
 STOCK = "resnet18_8xb32_in1k"  # plain timm resnet18

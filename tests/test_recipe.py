@@ -9,7 +9,7 @@ from conftest import requires_mmpretrain
 
 import resnet_hub
 from resnet_hub import load_config
-from resnet_hub.recipe import (
+from resnet_hub.train.recipe import (
     RecipeLRScheduler,
     build_loss,
     build_mixup,

@@ -229,9 +229,9 @@ def _step_after(steps: int, **fast) -> tuple[dict, list]:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from resnet_hub import data as D
     from resnet_hub import load_config
-    from resnet_hub.train import build_train_step, create_model
+    from resnet_hub.train import data as D
+    from resnet_hub.train.trainer import build_train_step, create_model
 
     precision = fast.pop("precision", "no")
     AcceleratorState._reset_state(reset_partial_state=True)  # a new mixed precision in this process
@@ -278,7 +278,7 @@ def test_fp16_static_loss_scale_is_mmengines(monkeypatch):
     from accelerate.state import AcceleratorState
 
     from resnet_hub import load_config
-    from resnet_hub.train import build_train_step, create_model
+    from resnet_hub.train.trainer import build_train_step, create_model
 
     AcceleratorState._reset_state(reset_partial_state=True)
     cfg = load_config("resnet50_8xb32-fp16_in1k")
@@ -336,7 +336,7 @@ def test_unreadable_images_are_counted_or_one_clear_error(tmp_path, capsys, monk
 
 
 def test_data_on_device_trains_and_is_part_of_the_run(tmp_path, capsys):
-    """The GPU-resident path (resnet_hub/device_data.py), run on the CPU device: it trains, and a
+    """The GPU-resident path (resnet_hub/train/device_data.py), run on the CPU device: it trains, and a
     resume cannot switch data paths mid-run (augmentations are drawn differently)."""
     from resnet_hub import commands, train
 

@@ -26,8 +26,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn.functional as nnf
 
-from .configs import load_config
-from .device_data import (
+from resnet_hub.train.device_data import (
     DeviceAugmentation,
     DeviceDataLoader,
     JpegBatchDecoder,
@@ -35,6 +34,7 @@ from .device_data import (
     normalize,
     seeded_generator,
 )
+from resnet_hub.zoo.configs import load_config
 
 __all__ = [
     "GPU_ROWS", "TARGETS", "gpu_rows", "inference_resnet50", "synthetic_jpeg_dataset", "train_resnet18_cifar",
@@ -173,7 +173,7 @@ def _fast_settings(compile: bool, compile_mode: Optional[str], compile_backend: 
 def _model(config: str, seed: int) -> torch.nn.Module:
     import timm
 
-    from . import models  # noqa: F401  registers the zoo with timm
+    from resnet_hub.zoo import models  # noqa: F401  registers the zoo with timm
 
     torch.manual_seed(seed)
     return timm.create_model(config)

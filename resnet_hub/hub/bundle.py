@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import save
 from timm.models._hub import save_config_for_hf
 
-from . import __version__
-from .configs import HubConfig
+from resnet_hub import __version__
+from resnet_hub.zoo.configs import HubConfig
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -81,7 +81,7 @@ def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.Pa
 
     ``provenance`` goes into the weights' metadata (e.g. ``source_url``, ``source_sha256``,
     ``parity``); ``card`` is the README.md text, rendered from the provenance by
-    :func:`resnet_hub.card.render_card` when not given.
+    :func:`resnet_hub.hub.card.render_card` when not given.
     """
     if card is None:
         from .card import render_card
@@ -150,7 +150,7 @@ def _check_files(d: Path) -> None:
     missing = [n for n in BUNDLE_FILES if not (d / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{d}: not a complete bundle, missing {', '.join(missing)} "
-                                "(write bundles with scripts/convert_weights.py or resnet_hub.bundle.write_bundle)")
+                                "(write bundles with scripts/convert_weights.py or resnet_hub.hub.bundle.write_bundle)")
     extra = sorted(set(entries) - set(BUNDLE_FILES))
     if extra:
         raise ValueError(f"{d}: {_names(extra)} is not part of a bundle, which holds exactly {', '.join(BUNDLE_FILES)}")

@@ -32,7 +32,8 @@ import torch.nn.functional as nnf
 import torchvision.transforms.functional as TF
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from .configs import Augmentation, HubConfig
+from resnet_hub.zoo.configs import Augmentation, HubConfig
+
 from .pipeline import encoded_bytes, normalize  # normalize re-exported: the one uint8 -> float normalization
 
 __all__ = [
@@ -412,7 +413,7 @@ class DeviceDataLoader:
 
 
 class DeviceTrainBatches:
-    """The trainer's ``TrainBatches`` (resnet_hub.data) with the whole training split on the device.
+    """The trainer's ``TrainBatches`` (resnet_hub.train.data) with the whole training split on the device.
 
     As in ``data.TrainBatchSampler``, micro-batch ``a`` of process ``r`` is virtual rank
     ``a * world_size + r`` of ``world_size * accumulation``: one process with accumulation 2

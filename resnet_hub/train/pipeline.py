@@ -23,7 +23,7 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
-from .configs import Augmentation, HubConfig
+from resnet_hub.zoo.configs import Augmentation, HubConfig
 
 __all__ = ["TrainTransform", "EncodedImageTransform", "train_transform", "prepare_dataset", "batch_loader", "decode",
            "encoded_bytes", "normalize", "SUPPORTED"]
@@ -185,7 +185,7 @@ class EncodedImageTransform:
     """The fast pipeline for one encoded image, as the trainer's per-sample transform.
 
     Takes what an ``Image(decode=False)`` column holds and returns the augmented uint8
-    ``(3, S, S)`` tensor; ``takes_encoded`` tells ``resnet_hub.data`` to skip its PIL decode.
+    ``(3, S, S)`` tensor; ``takes_encoded`` tells ``resnet_hub.train.data`` to skip its PIL decode.
     Random numbers come from torch's global generator, which the trainer seeds per sample.
     """
 

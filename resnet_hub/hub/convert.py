@@ -2,7 +2,7 @@
 
 :func:`mmpretrain_to_timm` is the one key remapping, a pure function followed by a strict
 comparison with the registered timm model; :func:`convert_checkpoint` loads a checkpoint safely
-(:mod:`resnet_hub.checkpoint_io`), remaps it, measures the converted model against mmpretrain's
+(:mod:`resnet_hub.hub.checkpoint_io`), remaps it, measures the converted model against mmpretrain's
 on fixed random inputs when mmpretrain is installed, and writes the bundle.
 
 mmpretrain's keys and timm's differ in three places only:
@@ -26,9 +26,10 @@ from typing import Any, Optional, Union
 
 import torch
 
+from resnet_hub.commands import CommandError
+from resnet_hub.zoo.configs import HubConfig, list_configs, load_config
+
 from .checkpoint_io import ALLOW_NUMPY_FLAG, load_checkpoint
-from .commands import CommandError
-from .configs import HubConfig, list_configs, load_config
 
 __all__ = [
     "PARITY_TOLERANCE", "mmpretrain_to_timm", "convert_checkpoint", "mmpretrain_parity", "load_pretrained_backbone",
@@ -205,7 +206,7 @@ def _timm_model(cfg: HubConfig, state: Mapping[str, torch.Tensor]) -> torch.nn.M
 def _mmpretrain_model(cfg: HubConfig, weights: Mapping[str, torch.Tensor]):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mmcv-lite warns about ops this model does not use
-        from .reference import build_mmpretrain_model
+        from resnet_hub.reference import build_mmpretrain_model
 
         model = build_mmpretrain_model(cfg.name)
     model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(_PREPROCESSOR)}, strict=True)

@@ -3,7 +3,7 @@
 ``python scripts/push_to_hub.py DIR --repo-id NS/NAME`` pushes one bundle;
 ``--all BUNDLES_DIR`` pushes every subfolder, named after its config, to
 ``resnet_hub.hub_repo_id(name)``. Every bundle is checked by
-:func:`resnet_hub.bundle.validate_bundle` before anything is sent. Files the Hub already holds
+:func:`resnet_hub.hub.bundle.validate_bundle` before anything is sent. Files the Hub already holds
 with the same content are not sent again, so re-pushing an unchanged bundle makes no commit; a
 README.md on the Hub that differs from ours (someone edited the card there) is kept unless
 ``--overwrite-card``. ``--dry-run`` prints the plan and opens no connection.
@@ -26,10 +26,11 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import validate_repo_id
 from huggingface_hub.utils.sha import git_hash
 
-from . import __version__
+from resnet_hub import __version__
+from resnet_hub.commands import CommandError
+from resnet_hub.zoo.configs import hub_repo_id, load_config
+
 from .bundle import BUNDLE_FILES, CARD, Bundle, BundleFile, validate_bundle
-from .commands import CommandError
-from .configs import hub_repo_id, load_config
 
 __all__ = ["add_arguments", "run", "push_bundle", "plan_pushes", "check_repo_id", "PushResult"]
 

@@ -7,7 +7,7 @@ alike), and yields rows. ``run`` writes the rows as JSON (``--json``) and as a m
 with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a full run).
 
 Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``,
-same weights, same images) and ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.pipeline`
+same weights, same images) and ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.train.pipeline`
 vs HF ``Image()`` + ``with_transform`` + torchvision). Needs the ``train`` and ``test`` extras.
 """
 from __future__ import annotations
@@ -221,7 +221,7 @@ def mmpretrain_inference(model, images: Sequence, batch_size: int) -> list[dict]
 def inference_rows(ctx: BenchContext) -> Iterator[BenchRow]:
     from mmpretrain.apis import inference_model as mmpretrain_inference_model
 
-    from .inference import inference_model
+    from resnet_hub.inference import inference_model
 
     name = "resnet18_8xb32_in1k" if ctx.quick else "resnet50_8xb32_in1k"
     n, batch, rounds = (8, 4, 1) if ctx.quick else (64, 16, 3)
@@ -263,8 +263,8 @@ def train_step_pair(name: str, device: str, batch: int, seed: int = 0):
 
     from accelerate import Accelerator
 
-    from .configs import load_config
-    from .train import build_train_step, create_model
+    from resnet_hub.train.trainer import build_train_step, create_model
+    from resnet_hub.zoo.configs import load_config
 
     cfg = load_config(name)
     t = cfg.training
@@ -318,7 +318,7 @@ def train_rows(ctx: BenchContext) -> Iterator[BenchRow]:
         threads = torch.get_num_threads() if device == "cpu" else "-"
         yield BenchRow("train", ours_ips, ref_ips, "images/s", device,
                        f"{name} recipe (SGD momentum, cross-entropy), fp32, batch {batch} of uint8 32x32 images "
-                       f"already in memory, {threads} threads, median of {rounds}; ours = resnet_hub.train's "
+                       f"already in memory, {threads} threads, median of {rounds}; ours = resnet_hub.train.trainer's "
                        f"TrainStep (Accelerate, on-device normalize, lr schedule), reference = a bare PyTorch "
                        f"loop on a copy of the same model", target=0.95)
 
@@ -354,7 +354,7 @@ def _pipeline_pair(cfg, dataset, batch: int):
     """(ours, reference, ours with normalize on this CPU): each reads the whole dataset once."""
     from torch.utils.data import DataLoader
 
-    from .pipeline import batch_loader, normalize, prepare_dataset, train_transform
+    from resnet_hub.train.pipeline import batch_loader, normalize, prepare_dataset, train_transform
 
     base_ds = dataset.with_transform(baseline_train_transform(cfg))
     ours_ds = prepare_dataset(dataset, train_transform(cfg, "image", "label"))
@@ -375,7 +375,7 @@ def _pipeline_pair(cfg, dataset, batch: int):
 
 @register("pipeline")
 def pipeline_rows(ctx: BenchContext) -> Iterator[BenchRow]:
-    from .configs import load_config
+    from resnet_hub.zoo.configs import load_config
 
     rounds, batch = (1, 8) if ctx.quick else (3, 32)
     cases = [("pipeline", "resnet50_8xb32_in1k", 16 if ctx.quick else 256, (500, 375), "JPEG",

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 
 import torch
 
-from .configs import HubConfig
+from resnet_hub.zoo.configs import HubConfig
 
 __all__ = [
     "CACHE_ENV", "ALLOW_NUMPY_FLAG", "LoadedCheckpoint", "cache_dir", "file_sha256", "name_hash_prefix",

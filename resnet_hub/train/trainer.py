@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import torch
 
-from .configs import HubConfig, load_config
+from resnet_hub.zoo.configs import HubConfig, load_config
 
 __all__ = ["add_arguments", "run", "TrainStep", "build_train_step", "create_model", "evaluate_loop", "Checkpoints",
            "TRAINER_STATE"]
@@ -49,12 +49,12 @@ def create_model(cfg: HubConfig, **kwargs: Any) -> torch.nn.Module:
     """A fresh model of ``cfg``: the registered timm model, or, for a YAML file of its own, its architecture."""
     import timm
 
-    from . import configs
+    from resnet_hub.zoo import configs
 
     registered = configs._all_configs().get(cfg.name)
     if registered is not None and registered == cfg:
         return timm.create_model(cfg.name, **kwargs)
-    from .models import _config_cfg, model_args
+    from resnet_hub.zoo.models import _config_cfg, model_args
 
     overlay = {k: v for k, v in _config_cfg(cfg).items() if k != "hf_hub_id"}
     args = dict(model_args(cfg), **kwargs)
@@ -152,7 +152,7 @@ def _data_on_device(choice: str, cfg: HubConfig, spec, device: torch.device) -> 
 
 
 def _train_transform(decode: str, training):
-    """The per-sample train transform: resnet_hub.pipeline's (torchvision decode, uint8 tensor ops)
+    """The per-sample train transform: resnet_hub.train.pipeline's (torchvision decode, uint8 tensor ops)
     where it implements the recipe, else timm/torchvision transforms on PIL images."""
     from .pipeline import EncodedImageTransform
     from .recipe import train_transform
@@ -474,13 +474,13 @@ def _versions() -> dict:
     import accelerate
     import timm
 
-    from . import __version__
+    from resnet_hub import __version__
     return {"resnet_hub": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "accelerate": accelerate.__version__}
 
 
 def _init_from_checkpoint(model, cfg: HubConfig, checkpoint: str) -> None:
-    from .convert import load_pretrained_backbone
+    from resnet_hub.hub.convert import load_pretrained_backbone
 
     prefix = cfg.training.init_from.prefix if cfg.training.init_from else "backbone"
     load_pretrained_backbone(model, checkpoint, cfg=cfg, prefix=prefix or "backbone")
@@ -650,7 +650,7 @@ def run(args: argparse.Namespace) -> int:
             _plot_curves(state.history, out / CURVES)
 
     def export_best(record: dict) -> None:
-        from .bundle import write_bundle
+        from resnet_hub.hub.bundle import write_bundle
 
         if not acc.is_main_process:
             return
@@ -830,7 +830,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="pinned host memory for non-blocking copies (default: on for CUDA)")
     p.add_argument("--decode", choices=("auto", "torchvision", "pil"), default="auto",
-                   help="training images: torchvision decode + uint8 tensor augmentation (resnet_hub.pipeline, "
+                   help="training images: torchvision decode + uint8 tensor augmentation (resnet_hub.train.pipeline, "
                         "measured faster in benchmarks/RESULTS.md) or PIL + timm/torchvision transforms; auto: "
                         "torchvision where it implements the recipe (all but RandAugment)")
     p.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
@@ -840,7 +840,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> int:
-    from .commands import main as command_main
+    from resnet_hub.commands import main as command_main
 
     return command_main(add_arguments, run, __doc__.split("\n\n")[0], argv)
 

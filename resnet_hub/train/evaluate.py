@@ -24,7 +24,7 @@ __all__ = ["add_arguments", "run", "config_of_model", "evaluate_model"]
 def config_of_model(name: str):
     """The hub config a model name refers to, when it says: ``CONFIG``, ``hub:CONFIG[@rev]`` or a
     ``local-dir:`` bundle written by resnet_hub (its weights' metadata names the config)."""
-    from .configs import _all_configs
+    from resnet_hub.zoo.configs import _all_configs
 
     configs = _all_configs()
     if name in configs:
@@ -51,7 +51,7 @@ def check_model_name(name: str) -> None:
     if name.startswith("local-dir:") and not Path(name[len("local-dir:"):]).is_dir():
         raise FileNotFoundError(f"--model {name}: no such folder")
     if not name.startswith(prefixes) and name not in timm.list_models():
-        from .configs import closest_names
+        from resnet_hub.zoo.configs import closest_names
 
         hint = closest_names(name)
         raise ValueError(f"unknown model {name!r}; give a config name ({', '.join(hint) or 'resnet_hub.list_configs()'}"
@@ -67,12 +67,12 @@ def create_pretrained(name: str):
 
 def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers: int = 0,
                    progress: bool = True) -> dict:
-    """top-1/top-5 of ``model`` over ``images`` (a :class:`resnet_hub.data.LabeledImages`)."""
+    """top-1/top-5 of ``model`` over ``images`` (a :class:`resnet_hub.train.data.LabeledImages`)."""
     import torch
     from timm.data import resolve_data_config
 
     from .data import DeviceNormalize
-    from .train import eval_collate, evaluate_loop
+    from .trainer import eval_collate, evaluate_loop
 
     data_cfg = resolve_data_config({}, model=model)
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -89,8 +89,9 @@ def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers:
 def run(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
+    from resnet_hub.zoo.configs import load_config
+
     from . import data as D
-    from .configs import load_config
     from .recipe import eval_transform
 
     check_model_name(args.model)
@@ -168,6 +169,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[list] = None) -> int:
-    from .commands import main as command_main
+    from resnet_hub.commands import main as command_main
 
     return command_main(add_arguments, run, __doc__.split("\n\n")[0], argv)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .configs import HubConfig, hub_repo_id
+from resnet_hub.zoo.configs import HubConfig, hub_repo_id
 
 __all__ = ["Complexity", "measure_complexity", "card_data", "render_card", "template_path"]
 
@@ -70,11 +70,11 @@ def measure_complexity(model: torch.nn.Module, input_size: int) -> Complexity:
 
 def template_path() -> Path:
     """MODEL_CARD.md: inside the installed wheel, else at the top of the source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / TEMPLATE, here.parent / TEMPLATE):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / TEMPLATE, package.parent / TEMPLATE):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{TEMPLATE} not found next to {here}; is the package installed whole?")
+    raise FileNotFoundError(f"{TEMPLATE} not found in {package} or beside it; is the package installed whole?")
 
 
 def base_model(cfg: HubConfig) -> str | None:

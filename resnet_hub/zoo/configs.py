@@ -310,11 +310,11 @@ def _from_dict(cls, data: Any, where: str = ""):
 
 def config_dir() -> Path:
     """Where the YAML files are: inside the installed wheel, else the source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "hub_configs", here.parent / "hub_configs"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "hub_configs", package.parent / "hub_configs"):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"hub_configs/ not found next to {here}; is the package installed whole?")
+    raise FileNotFoundError(f"hub_configs/ not found in {package} or beside it; is the package installed whole?")
 
 
 def load_config_file(path: Union[str, os.PathLike]) -> HubConfig:

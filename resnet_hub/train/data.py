@@ -20,7 +20,7 @@ accumulation A sees the same micro-batches as any other split of the same N*A, a
 run continues mid-epoch exactly. Augmentation randomness is seeded per sample from the same
 key, so it does not depend on worker count or process count either.
 
-A device-resident loader (``resnet_hub.device_data``) plugs in at :class:`TrainBatches`: any
+A device-resident loader (``resnet_hub.train.device_data``) plugs in at :class:`TrainBatches`: any
 object with ``steps_per_epoch`` and ``batches(epoch, start_step)`` yielding uint8 images and
 labels (on any device) replaces the DataLoader path in the trainer.
 """
@@ -284,7 +284,7 @@ def sample_from_row(row: dict, transform: Callable, image_column: str, label_col
                     seed: Optional[int] = None):
     label = row[label_column]
     try:
-        # the fast pipeline (resnet_hub.pipeline) decodes the encoded bytes itself, with torchvision
+        # the fast pipeline (resnet_hub.train.pipeline) decodes the encoded bytes itself, with torchvision
         image = row[image_column] if getattr(transform, "takes_encoded", False) else _decode(row[image_column])
         if seed is None:
             out = transform(image)
@@ -458,7 +458,7 @@ def eval_loader(images: LabeledImages, batch_size: int, workers: int = 0, pin_me
 
 
 class DeviceNormalize(torch.nn.Module):
-    """uint8 NCHW -> normalized float on the device (:func:`resnet_hub.pipeline.normalize`).
+    """uint8 NCHW -> normalized float on the device (:func:`resnet_hub.train.pipeline.normalize`).
 
     The uint8 batch is copied to the device without blocking (4x fewer bytes than floats) and
     normalized there; ``.to(device)`` on the module picks the device.

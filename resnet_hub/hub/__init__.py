@@ -1,0 +1,1 @@
+"""Publishing: safe checkpoint reading, the mmpretrain -> timm converter, Hub bundles, cards, push."""
