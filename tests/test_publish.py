@@ -341,6 +341,10 @@ def test_revision_private_and_pull_request(hub, ns, bundle, capsys):
     assert "README.md" not in hub.files(repo, "dev")  # a pull request, not a commit to the branch
     _assert_holds(hub, repo, bundle, "refs/pr/1")
     assert hub.log(repo, "refs/pr/1")[1].sha == state.refs["dev"] and f"{hub.url}/{repo}/discussions/1" in out
+    rc, out, err = _push(capsys, bundle, "--repo-id", repo, "--revision", "dev")  # the branch exists now: fine
+    assert rc == 0, err
+    _assert_holds(hub, repo, bundle, "dev")
+    assert _bundle_on_hub(hub, repo, "main") == {}
 
 
 def test_all_pushes_every_config_to_the_namespace_and_a_collection(hub, ns, bundle, stock_bundle, tmp_path, capsys,
@@ -524,11 +528,13 @@ LOGITS = """
 import resnet_hub, timm, torch
 torch.manual_seed(0)
 x = torch.randn(2, 3, 32, 32)
-hub, local = (timm.create_model(n, pretrained=True).eval() for n in ({hub!r}, {local!r}))
+local, *pushed = (timm.create_model(n, pretrained=True).eval() for n in ({local!r}, *{pushed!r}))
 with torch.no_grad():
-    a, b = hub(x), local(x)
-assert a.shape == (2, 10) and a.std() > 0 and torch.equal(a, b), (a - b).abs().max()
-print(type(hub).__name__)
+    want = local(x)
+    assert want.shape == (2, 10) and want.std() > 0
+    for model in pushed:
+        assert torch.equal(model(x), want), (model(x) - want).abs().max()
+print(*(type(m).__name__ for m in pushed))
 """
 
 
@@ -544,9 +550,10 @@ def test_script_push_then_hub_name_loads_it_back_with_equal_logits(server, ns, b
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert TOKEN not in proc.stdout + proc.stderr
     _assert_holds(server, f"{ns}/{CIFAR}", bundle)
-    proc = run_python(LOGITS.format(hub=f"hub:{CIFAR}", local=f"local-dir:{bundle}"), env=env)
+    proc = run_python(LOGITS.format(local=f"local-dir:{bundle}", pushed=[f"hub:{CIFAR}", f"hf-hub:{ns}/{CIFAR}"]),
+                      env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["CifarResNet"]
+    assert proc.stdout.split() == ["CifarResNet", "CifarResNet"]
     assert ("GET", f"/{ns}/{CIFAR}/resolve/main/model.safetensors") in server.requests
 
 
