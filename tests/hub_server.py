@@ -10,7 +10,7 @@ download serves exactly the bytes that were uploaded.
 
 Writes need ``Authorization: Bearer <token>`` when the hub has a token. ``fail(route, ...)``
 makes a route answer with an HTTP error (``Retry-After`` for 429) or drop the connection
-(halfway through the body for an upload) until ``heal()``; nothing is stored by a failed request.
+(halfway through the body for an upload) until ``heal()``; a failed request changes no repo.
 """
 from __future__ import annotations
 
