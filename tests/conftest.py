@@ -30,10 +30,18 @@ requires_mmpretrain = pytest.mark.skipif(
 
 def run_python(code: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     """Run ``code`` in a fresh interpreter (for env vars read at import, e.g. HF_HUB_OFFLINE)."""
+    return run_command(["-c", code], env=env, cwd=cwd, timeout=timeout)
+
+
+def run_command(args: list, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
+    """``python ARGS...`` (a script and its arguments, or ``-m module ...``) in a fresh interpreter, as a user runs it.
+
+    The caller's ``HF_*`` and ``RESNET_HUB_*`` variables are left out; ``env`` adds to the rest.
+    """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RESNET_HUB_"))}
     full_env.update(env or {})
     full_env.setdefault("PYTHONPATH", str(REPO))
-    return subprocess.run([sys.executable, "-c", code], env=full_env, cwd=cwd or REPO, capture_output=True,
+    return subprocess.run([sys.executable, *map(str, args)], env=full_env, cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout)
 
 

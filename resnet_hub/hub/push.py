@@ -8,6 +8,11 @@ with the same content are not sent again, so re-pushing an unchanged bundle make
 README.md on the Hub that differs from ours (someone edited the card there) is kept unless
 ``--overwrite-card``. ``--dry-run`` prints the plan and opens no connection.
 
+A failing Hub call (401, 403, 429, 5xx after huggingface_hub's own retries, a dropped connection)
+ends the command with one line naming the repo, the step and the reason, and exit status 1; the
+commit is the last step, so the Hub holds all of a bundle or none of it, and the same command
+run again completes. With ``--all`` the line also says which repos were pushed and which not.
+
 The token (``HF_TOKEN`` or the saved ``hf auth login``) goes to one ``HfApi`` client and nowhere
 else: it is never printed, logged or written, and is scrubbed from any error message.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +29,13 @@ from typing import Callable, Iterator
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import (
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
+    validate_repo_id,
+)
+from huggingface_hub.utils import logging as hf_logging
 from huggingface_hub.utils.sha import git_hash
 
 from resnet_hub import __version__
@@ -95,13 +107,62 @@ def _one_line(error: BaseException, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
+def _network_cause(error: BaseException) -> BaseException | None:
+    """The network error behind ``error``: itself, or what huggingface_hub wrapped (an LFS upload's RuntimeError)."""
+    while error is not None:
+        if isinstance(error, NETWORK_ERRORS):
+            return error
+        error = error.__cause__
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in the user's terms first; the Hub's own words after."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    said = getattr(error, "server_message", None) or str(error)
+    if status == 401:
+        return f"the Hub refused the token (401; set HF_TOKEN or run `hf auth login` with a write token): {said}"
+    if status == 403:
+        return f"the token may not write there (403 Forbidden): {said}"
+    if status == 429:
+        wait = response.headers.get("Retry-After")
+        return f"rate limited by the Hub (429{f', retry after {wait} s' if wait else ''}): {said}"
+    if status is not None and status >= 500:
+        return f"the Hub had a server error ({status}; try again later): {said}"
+    if status is None and isinstance(error, NETWORK_ERRORS):
+        return f"connection failed ({type(error).__name__}): {error}"
+    return said
+
+
 @contextmanager
 def _hub_step(what: str, step: str, token: str | None) -> Iterator[None]:
     """Turn a failing Hub call into one line naming what failed, with the token scrubbed."""
     try:
         yield
-    except NETWORK_ERRORS as e:
-        raise CommandError(f"{what} failed at {step}: {_one_line(e, token)} (local files untouched)") from None
+    except (*NETWORK_ERRORS, RuntimeError, ValueError) as e:
+        cause = _network_cause(e)
+        if isinstance(e, RuntimeError) and cause is None:
+            raise  # not the network: a bug, shown with its traceback
+        reason = _reason(cause or e)
+        if cause is not None and cause is not e:  # e.g. "Error while uploading 'model.safetensors' to the Hub."
+            reason = f"{str(e).rstrip('.')}: {reason}"
+        raise CommandError(f"{what} failed at {step}: {_one_line(reason, token)} (local files untouched)") from None
+
+
+@contextmanager
+def _quiet_client() -> Iterator[None]:
+    """huggingface_hub's retry warnings (and, off a terminal, its progress bars) would bury the one error line."""
+    verbosity, bars_off = hf_logging.get_verbosity(), are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    if not sys.stderr.isatty():
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if not bars_off:
+            enable_progress_bars()
 
 
 def _same_content(local: BundleFile, remote: RepoFile | None) -> bool:
@@ -202,8 +263,14 @@ def run(args: argparse.Namespace) -> int:
     if not token:
         raise CommandError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was pushed)")
     api = HfApi(token=token, library_name="resnet_hub", library_version=__version__)
-    done: list[str] = []
-    for repo_id, bundle in plans:
+    with _quiet_client():
+        _push_all(api, plans, args, token)
+    return 0
+
+
+def _push_all(api: HfApi, plans: list[tuple[str, Bundle]], args: argparse.Namespace, token: str) -> None:
+    """Push the repos in order; on a failure, say which are on the Hub and which a re-run will push."""
+    for i, (repo_id, bundle) in enumerate(plans):
         note = _card_repo_note(repo_id, bundle)
         if note:
             print(note)
@@ -211,8 +278,11 @@ def run(args: argparse.Namespace) -> int:
             push_bundle(api, bundle, repo_id, private=args.private, revision=args.revision,
                         create_pr=args.create_pr, overwrite_card=args.overwrite_card, token=token)
         except CommandError as e:
-            raise CommandError(f"{e}; pushed before it: {', '.join(done)}" if done else str(e)) from None
-        done.append(repo_id)
+            if len(plans) == 1:
+                raise
+            pushed = ", ".join(r for r, _ in plans[:i]) or "none"
+            raise CommandError(f"{e}; pushed: {pushed}; not pushed: {', '.join(r for r, _ in plans[i:])} "
+                               "(run the same command again to push them)") from None
     if args.collection:
         namespace = plans[0][0].split("/")[0]
         with _hub_step(f"adding {len(plans)} repos to collection {args.collection!r}", "the collection", token):
@@ -221,4 +291,3 @@ def run(args: argparse.Namespace) -> int:
             for repo_id, _ in plans:
                 api.add_collection_item(collection.slug, repo_id, "model", exists_ok=True)
         print(f"collection {collection.url}: {len(plans)} repos")
-    return 0
