@@ -196,10 +196,26 @@ def load_splits(spec: DatasetSpec, input_size: int) -> ImageSplits:
     train = train.cast_column(spec.image_column, datasets.Image(decode=False))
     evals = evals.cast_column(spec.image_column, datasets.Image(decode=False))
     keep = [spec.image_column, spec.label_column]
-    if not spec.streaming:
+    if spec.streaming:
+        evals = _stored_eval_split(evals.select_columns(keep))
+    else:
         train = train.select_columns(keep)
-        evals = evals.select_columns(keep)
-    return ImageSplits(train, evals, num_classes, names, spec)
+    return ImageSplits(train, evals.select_columns(keep), num_classes, names, spec)
+
+
+def _stream_rows(stream) -> Iterator[dict]:
+    yield from stream
+
+
+def _stored_eval_split(stream):
+    """A streamed evaluation split read once into datasets' cache (encoded bytes), as a map-style split.
+
+    Evaluation is in order and sharded by ``Accelerator.prepare`` for ``gather_for_metrics``, which
+    needs a length; an evaluation split (ImageNet's 50,000 images) fits on disk where training does not.
+    """
+    import datasets
+
+    return datasets.Dataset.from_generator(_stream_rows, gen_kwargs={"stream": stream}, features=stream.features)
 
 
 # ----------------------------------------------------------------------------- decoding
