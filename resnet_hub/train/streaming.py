@@ -81,9 +81,10 @@ def _stream_seed(seed: int, epoch: int, rank: int, worker: int, k: int) -> int:
 class StreamBatches:
     """:class:`resnet_hub.train.data.TrainBatches` from a streaming split, decoded in DataLoader workers.
 
-    ``steps_per_epoch`` defaults to what the smallest process share surely holds: ``n // world``
-    images less a partial micro-batch per worker, over ``accumulation * batch_size``. A process
-    whose share runs out before that (uneven shards) stops with an error naming the steps it had.
+    ``steps_per_epoch`` defaults to ``n // world`` images less a partial micro-batch per worker,
+    over ``accumulation * batch_size``: a sure bound for the every-``world``-th split, an estimate
+    when whole shards of unequal size go to processes. A process whose share runs out before the
+    epoch's steps stops with an error naming the steps it had.
     """
 
     def __init__(self, ds, transform, image_column, label_column, *, batch_size, world_size=1, rank=0,
