@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -181,3 +182,31 @@ def test_train_row_compares_the_same_computation():
         torch.testing.assert_close(ours(), bare(), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="SGD \\+ cross-entropy"):
         benchmark.train_step_pair("resnet50_8xb256-rsb-a1-600e_in1k", "cpu", batch=2)
+
+
+def test_streaming_row_sides_read_the_same_images_once(tmp_path):
+    """Both sides of the `streaming` row: every image of the epoch once, 224x224, uint8 (ours) / float (theirs)."""
+    cfg = load_config("resnet50_8xb32_in1k")
+    files = benchmark.arrow_shards(benchmark.jpeg_dataset(benchmark.make_photos(8, size=(120, 90), seed=1)),
+                                   tmp_path, num_shards=4)
+    ours, reference = benchmark._stream_pair(cfg, files, batch=2, workers=2, steps=4)
+    mine, theirs = list(ours()), list(reference())
+    assert sorted(int(y) for b in mine for y in b["labels"]) == list(range(8))
+    assert sorted(int(y) for b in theirs for y in b["label"]) == list(range(8))
+    assert all(b["images"].dtype == torch.uint8 and b["images"].shape == (2, 3, 224, 224) for b in mine)
+    assert all(b["image"].dtype == torch.float32 and b["image"].shape == (2, 3, 224, 224) for b in theirs)
+
+
+@pytest.mark.slow
+def test_quick_streaming_and_cores_per_gpu_rows_derive_the_core_counts(tmp_path):
+    args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=str(tmp_path / "R.md"),
+                              only="streaming,cores_per_gpu", device=None)
+    assert benchmark.run(args) == 0
+    rows = {r["name"]: r for r in json.loads((tmp_path / "rows.json").read_text())}
+    assert list(rows) == ["streaming", "cores_per_gpu_cpu_decode", "cores_per_gpu_gpu_decode"]
+    assert all(r["ours"] > 0 and r["reference"] > 0 and r["unit"] == "images/s/core" for r in rows.values())
+    cpu, gpu = rows["cores_per_gpu_cpu_decode"], rows["cores_per_gpu_gpu_decode"]
+    needs = re.findall(r"needs ([0-9.]+) ", cpu["settings"]) + re.findall(r"needs ([0-9.]+) ", gpu["settings"])
+    assert [float(x) for x in needs] == pytest.approx([3500 / cpu["ours"], 3500 / gpu["ours"]], rel=0.01, abs=0.01)
+    table = (tmp_path / "R.md").read_text()
+    assert table.count("| cores_per_gpu_") == 2 and "| streaming | cpu |" in table

@@ -182,6 +182,8 @@ def test_device_normalize_equals_float_normalize():
 
 
 def test_streaming_shards_are_disjoint_and_resume_skips(tmp_path, monkeypatch):
+    from resnet_hub.train.streaming import StreamBatches
+
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     root = _image_folder(tmp_path / "pets")
     (root / "train" / "dog" / "broken.jpg").unlink()
@@ -190,8 +192,8 @@ def test_streaming_shards_are_disjoint_and_resume_skips(tmp_path, monkeypatch):
     transform = train_transform(CIFAR.training)
 
     def stream(rank, start=0):
-        s = D.StreamBatches(splits.train, transform, "image", "label", batch_size=2, world_size=2, rank=rank,
-                            seed=0, steps_per_epoch=2)
+        s = StreamBatches(splits.train, transform, "image", "label", batch_size=2, world_size=2, rank=rank,
+                          seed=0, steps_per_epoch=2)
         return list(s.batches(epoch=1, start_step=start))
 
     shards = [stream(0), stream(1)]

@@ -7,8 +7,11 @@ alike), and yields rows. ``run`` writes the rows as JSON (``--json``) and as a m
 with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a full run).
 
 Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``,
-same weights, same images) and ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.train.pipeline`
-vs HF ``Image()`` + ``with_transform`` + torchvision). Needs the ``train`` and ``test`` extras.
+same weights, same images), ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.train.pipeline`
+vs HF ``Image()`` + ``with_transform`` + torchvision), ``streaming`` (the trainer's ``--streaming``
+loader vs HF streaming + a torchvision map, same workers) and ``cores_per_gpu`` (CPU cores one
+H100 needs at 3,500 training images/s, CPU decode vs the CPU share of GPU decode).
+Needs the ``train`` and ``test`` extras.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 
 __all__ = ["BenchContext", "BenchRow", "ROWS", "register", "measure_pair", "run_rows", "write_markdown",
-           "make_photos", "write_jpegs", "jpeg_dataset", "inference_pair", "mmpretrain_inference",
+           "make_photos", "write_jpegs", "jpeg_dataset", "arrow_shards", "inference_pair", "mmpretrain_inference",
            "baseline_train_transform", "add_arguments", "run"]
 
 DEFAULT_MARKDOWN = Path("benchmarks") / "RESULTS.md"
@@ -397,6 +400,151 @@ def pipeline_rows(ctx: BenchContext) -> Iterator[BenchRow]:
                        f"normalized float32 out. Ours: batch_loader, uint8 out, normalize() left to the accelerator; "
                        f"with normalize() on this CPU too: {norm_ips:.1f} vs {ref2_ips:.1f} "
                        f"(ratio {norm_ips / ref2_ips:.2f})", target=1.5)
+
+
+def arrow_shards(dataset, folder: Path, num_shards: int) -> list[str]:
+    """``dataset`` as ``num_shards`` Arrow stream files, features kept: what a streamed Hub dataset is, locally.
+
+    Arrow rather than parquet: datasets' parquet reader sleeps 5 s at the end of every stream (an
+    Arrow thread-shutdown workaround), which would swamp a short timing.
+    """
+    import pyarrow as pa
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for s in range(num_shards):
+        table = dataset.shard(num_shards, s, contiguous=True).flatten_indices().data.table
+        path = folder / f"train-{s:05d}-of-{num_shards:05d}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        files.append(str(path))
+    return files
+
+
+def _stream_pair(cfg, files: list[str], batch: int, workers: int, steps: int):
+    """(ours, reference): each returns a new iterator over one epoch of the same streamed JPEGs, read by
+    ``workers`` DataLoader workers."""
+    import datasets
+    from torch.utils.data import DataLoader
+
+    from resnet_hub.train.streaming import StreamBatches
+    from resnet_hub.train.trainer import _train_transform
+
+    stream = datasets.load_dataset("arrow", data_files={"train": files}, split="train", streaming=True)
+    ours_batches = StreamBatches(stream.cast_column("image", datasets.Image(decode=False)),
+                                 _train_transform("auto", cfg.training), "image", "label", batch_size=batch,
+                                 workers=workers, steps_per_epoch=steps)
+    # IterableDataset has no with_transform; a lazy batched map is its twin, run in the reading worker
+    plain = stream.shuffle(seed=0, buffer_size=10_000).map(baseline_train_transform(cfg), batched=True,
+                                                           batch_size=batch)
+
+    def ours() -> Iterator[dict]:
+        return ours_batches.batches(0)
+
+    def reference() -> Iterator[dict]:
+        return iter(DataLoader(plain, batch_size=batch, num_workers=workers))
+    return ours, reference
+
+
+def _drain(batches: Callable[[], Iterator]) -> Callable[[], None]:
+    def drain() -> None:
+        for _ in batches():
+            pass
+    return drain
+
+
+@register("streaming")
+def streaming_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    from resnet_hub.zoo.configs import load_config
+
+    config, shards, workers = "resnet50_8xb32_in1k", 4, 2
+    batch, rounds = (4, 1) if ctx.quick else (32, 3)
+    n = shards * batch * (1 if ctx.quick else 4)  # each worker's shards hold whole batches: nothing dropped
+    cfg = load_config(config)
+    files = arrow_shards(jpeg_dataset(make_photos(n, seed=3)), ctx.workdir / "streaming", shards)
+    ctx.log(f"streaming: {n} JPEGs in {shards} Arrow shards, batch {batch}, {workers} workers, {rounds} rounds")
+    ours, reference = _stream_pair(cfg, files, batch, workers, steps=n // batch)
+    ours_ips, ref_ips = measure_pair(_drain(ours), _drain(reference), items=n, rounds=rounds)
+    yield BenchRow("streaming", ours_ips / workers, ref_ips / workers, "images/s/core", "cpu",
+                   f"RandomResizedCrop 224 + flip ({config}), one epoch of {n} JPEGs ~500x375 streamed "
+                   f"(load_dataset(streaming=True)) from {shards} local Arrow shards, shuffle buffer 10,000, batch "
+                   f"{batch}, {workers} DataLoader workers both sides (images/s / workers; a worker is one process "
+                   f"with 1 torch thread; worker start-up included), median of {rounds}. Ours: the trainer's "
+                   f"--streaming loader (resnet_hub.train.streaming.StreamBatches), uint8 out. Reference: the same "
+                   f"stream .shuffle().map(torchvision, batched=True) in a DataLoader, normalized float32 out")
+
+
+H100_TRAIN_IMAGES_PER_S = 3500  # issue 13: ResNet-50 training end to end on one H100
+
+
+def _cpu_decode_pair(cfg, dataset, batch: int):
+    """(ours, reference): the trainer's CPU path and the plain PIL + torchvision way, over all of ``dataset``."""
+    import datasets
+    from torch.utils.data import DataLoader
+
+    from resnet_hub.train import data as D
+    from resnet_hub.train.trainer import _train_transform
+
+    encoded = dataset.cast_column("image", datasets.Image(decode=False))
+    images = D.LabeledImages(encoded, _train_transform("auto", cfg.training), "image", "label", seed=0)
+    loader = D.LoaderBatches(images, D.TrainBatchSampler(len(encoded), batch), workers=0)
+    plain = dataset.with_transform(baseline_train_transform(cfg))
+
+    def ours() -> None:
+        for _ in loader.batches(0):
+            pass
+
+    def reference() -> None:
+        for _ in DataLoader(plain, batch_size=batch):
+            pass
+    return ours, reference
+
+
+def _gpu_decode_cpu_share(dataset, batch: int):
+    """What the CPU does per image on the GPU-decode path: read the encoded bytes and collate them."""
+    import datasets
+    from torch.utils.data import DataLoader
+
+    from resnet_hub.train.device_data import encoded_image_collate
+
+    encoded = dataset.cast_column("image", datasets.Image(decode=False))
+    loader = DataLoader(encoded, batch_size=batch, shuffle=True, collate_fn=encoded_image_collate("image", "label"),
+                        generator=torch.Generator().manual_seed(0))
+
+    def share() -> None:
+        for _ in loader:
+            pass
+    return share
+
+
+@register("cores_per_gpu")
+def cores_per_gpu_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    from resnet_hub.zoo.configs import load_config
+
+    config = "resnet50_8xb32_in1k"
+    n, batch, rounds = (16, 8, 1) if ctx.quick else (256, 32, 3)
+    cfg = load_config(config)
+    dataset = jpeg_dataset(make_photos(n, seed=4))
+    ctx.log(f"cores_per_gpu: {n} JPEGs, batch {batch}, 1 thread, {rounds} rounds")
+    with torch_threads(1):
+        cpu_ours, cpu_ref = _cpu_decode_pair(cfg, dataset, batch)
+        ours_ips, ref_ips = measure_pair(cpu_ours, cpu_ref, items=n, rounds=rounds)
+        share_ips, cpu_again = measure_pair(_gpu_decode_cpu_share(dataset, batch), cpu_ours, items=n, rounds=rounds)
+    need = H100_TRAIN_IMAGES_PER_S
+    common = (f"{n} JPEGs ~500x375 in an HF dataset, batch {batch}, 0 workers, 1 torch thread (= one core; "
+              f"N cores assumed to give N x), median of {rounds}")
+    yield BenchRow("cores_per_gpu_cpu_decode", ours_ips, ref_ips, "images/s/core", "cpu",
+                   f"one H100 at {need:,} training images/s needs {need / ours_ips:.1f} of these cores on the "
+                   f"trainer's CPU path, {need / ref_ips:.1f} the reference way. Decode + RandomResizedCrop 224 + "
+                   f"flip ({config}), {common}. Ours: the trainer's per-image path (LabeledImages + "
+                   f"TrainBatchSampler + LoaderBatches, torchvision decode, uint8 out). Reference: HF Image() (PIL) "
+                   f"+ with_transform(torchvision), normalized float32 out")
+    yield BenchRow("cores_per_gpu_gpu_decode", share_ips, cpu_again, "images/s/core", "cpu",
+                   f"one H100 at {need:,} training images/s needs {need / share_ips:.2f} of these cores for the CPU "
+                   f"share of the GPU-decode path (JpegBatchDecoder: the CPU reads the encoded bytes and collates "
+                   f"them, nvJPEG decodes and the crop/flip run on the GPU, not measured here), against "
+                   f"{need / cpu_again:.1f} cores when the CPU decodes (reference = the trainer's CPU path, "
+                   f"re-measured interleaved). {common}")
 
 
 @register("gpu")

@@ -583,9 +583,12 @@ def run(args: argparse.Namespace) -> int:
                                      label_column=spec.label_column, device=acc.device, world_size=world, rank=rank,
                                      accumulation=args.grad_accum, seed=args.seed)
     elif spec.streaming:
-        batches = D.StreamBatches(splits.train, train_tf, spec.image_column, spec.label_column,
-                                  batch_size=args.batch_size, world_size=world, rank=rank,
-                                  accumulation=args.grad_accum, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+        from .streaming import StreamBatches
+
+        batches = StreamBatches(splits.train, train_tf, spec.image_column, spec.label_column,
+                                batch_size=args.batch_size, world_size=world, rank=rank, accumulation=args.grad_accum,
+                                seed=args.seed, steps_per_epoch=args.steps_per_epoch, workers=args.workers,
+                                pin_memory=fast["pin_memory"])
     else:
         sampler = D.TrainBatchSampler(len(splits.train), args.batch_size, world_size=world, rank=rank,
                                       accumulation=args.grad_accum, seed=args.seed,
