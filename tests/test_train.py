@@ -391,3 +391,22 @@ def test_cub_recipe_starts_from_its_init_checkpoint(tmp_path, monkeypatch, capsy
     got = model.state_dict()
     assert all(torch.equal(got[k], v) for k, v in want.items() if k in got) and torch.equal(model.fc.weight, head)
     assert sum(k in got for k in want) > 300
+
+
+def test_final_bundle_card_carries_the_measured_results(uninterrupted):
+    from huggingface_hub import ModelCardData, metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    import resnet_hub
+    from resnet_hub.hub.bundle import validate_bundle
+
+    best = max(metrics(uninterrupted)["epochs"], key=lambda e: e["top1"])
+    meta = metadata_load(uninterrupted / "final" / "README.md")
+    ModelCardData(**meta)
+    assert "model_name" not in meta and "transformers" in meta["tags"]
+    _, results = model_index_to_eval_results(meta["model-index"])
+    assert {(r.dataset_type, r.dataset_split, r.dataset_args["images"], r.metric_type, r.source_name): r.metric_value
+            for r in results} == {
+        ("digits", "validation", 24, kind, f"resnet_hub {resnet_hub.__version__}"): round(best[key], 4)
+        for kind, key in (("accuracy", "top1"), ("top_5_accuracy", "top5"))}
+    validate_bundle(uninterrupted / "final")

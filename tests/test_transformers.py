@@ -119,8 +119,40 @@ def test_a_new_head_for_fine_tuning(bundles):
 
 
 def test_cifar_bundle_without_import_resnet_hub_fails_naming_the_architecture(bundles):
+    """Without resnet_hub, timm does not know resnet18_cifar, and TimmWrapper turns timm's "Unknown
+    model" into "upgrade timm" (modeling_timm_wrapper._create_timm_model_with_error_handling): no
+    field of the bundle reaches that message, so the card says `import resnet_hub` (next test)."""
     code = ("import sys\nfrom transformers import AutoModelForImageClassification\n"
             f"AutoModelForImageClassification.from_pretrained({str(bundles[CIFAR])!r})\n")
     proc = run_python(code, env={"PYTHONPATH": ""})  # resnet_hub not importable: a user without the package
     assert proc.returncode != 0
     assert "resnet18_cifar" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_readme_publishing_snippet_runs(tmp_path, monkeypatch, capsys):
+    import ast
+    import re
+
+    from conftest import REPO
+    from publish_helpers import make_bundle
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Publishing to the Hub\n"):]
+    section = section[:section.find("\n## ", 1)]
+    [python] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    make_bundle(CIFAR, tmp_path / "out" / CIFAR)
+    Image.fromarray(_photos()[1]).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    predictions = ast.literal_eval(out[1])
+    assert out[0] == "True" and len(predictions) == 3
+    assert {p["label"] for p in predictions} <= set(label_names("cifar10"))
+
+
+def test_card_says_import_resnet_hub_for_transformers_only_where_needed(bundles):
+    for name, needed in ((CIFAR, True), (STOCK, False)):
+        text = (bundles[name] / "README.md").read_text()
+        section = text[text.index("### With transformers"):text.index("### mmpretrain-style inference")]
+        assert "pipeline(\"image-classification\"" in section and "AutoModelForImageClassification" in section
+        assert ("import resnet_hub" in section) == needed
