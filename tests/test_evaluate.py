@@ -163,3 +163,15 @@ def test_update_card_refuses_a_bundle_other_than_the_model(bundle, tmp_path, cap
     err = capsys.readouterr().err
     assert "the evaluated model's weights are not this bundle's" in err and len(err.strip().splitlines()) == 1
     assert (other / "README.md").read_bytes() == before
+
+
+def test_measured_result_names_a_local_folder_by_its_name_only(tmp_path):
+    from types import SimpleNamespace
+
+    from resnet_hub.train.evaluate import measured_result
+
+    split = SimpleNamespace(info=SimpleNamespace(config_name="default"))  # a datasets split's info
+    m = measured_result(str(tmp_path / "my-images"), split, "validation", {"images": 8, "top1": 50.0, "top5": 100.0})
+    assert (m.dataset, m.dataset_config, m.split, m.images, m.top1) == ("my-images", "default", "validation", 8, 50.0)
+    m = measured_result("uoft-cs/cifar10", None, "test", {"eval_images": 3, "top1": 1.0, "top5": 2.0})  # trainer's
+    assert (m.dataset, m.dataset_config, m.images, m.top5) == ("uoft-cs/cifar10", None, 3, 2.0)

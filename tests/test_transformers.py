@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+import transformers
 from conftest import run_python
 from convert_helpers import randomize_
 from PIL import Image
@@ -22,8 +23,6 @@ import resnet_hub  # noqa: F401  (registers resnet18_cifar, which the CIFAR bund
 from resnet_hub import load_config
 from resnet_hub.hub.bundle import transformers_problems, write_bundle
 from resnet_hub.zoo.labels import label_names
-
-transformers = pytest.importorskip("transformers")
 
 STOCK = "resnet18_8xb32_in1k"  # plain timm resnet18
 CIFAR = "resnet18_8xb16_cifar10"  # resnet18_cifar, from resnet_hub
@@ -75,6 +74,7 @@ def test_logits_and_pooled_features_equal_timms(bundles, name):
         logits, expected = classifier(pixel_values=x).logits, reference(x)
         pooled = backbone(pixel_values=x).pooler_output
         expected_pooled = reference.forward_head(reference.forward_features(x), pre_logits=True)
+    # the same timm module on the same input: measured 0.0 on AMD Zen 4; the bound is the 1e-5 relative
     assert logits.shape == expected.shape and _relative(logits, expected) <= 1e-5
     assert pooled.shape == expected_pooled.shape and _relative(pooled, expected_pooled) <= 1e-5
 

@@ -96,6 +96,8 @@ def measured_result(dataset: str, split_data, split: str, metrics: Mapping):
     from resnet_hub.hub.card import MeasuredResult
 
     images = metrics["images"] if "images" in metrics else metrics["eval_images"]
+    if Path(dataset).is_absolute():  # a local image folder: its path means nothing on a Hub card, and may say too much
+        dataset = Path(dataset).name
     return MeasuredResult(dataset=dataset, split=split, images=int(images), top1=float(metrics["top1"]),
                           top5=None if metrics.get("top5") is None else float(metrics["top5"]),
                           dataset_config=getattr(getattr(split_data, "info", None), "config_name", None))
