@@ -156,3 +156,27 @@ def test_card_says_import_resnet_hub_for_transformers_only_where_needed(bundles)
         section = text[text.index("### With transformers"):text.index("### mmpretrain-style inference")]
         assert "pipeline(\"image-classification\"" in section and "AutoModelForImageClassification" in section
         assert ("import resnet_hub" in section) == needed
+
+
+@pytest.mark.parametrize("name", [CIFAR, STOCK])
+def test_the_cards_transformers_snippets_run_against_the_repo(bundles, name, tmp_path, local_hub):
+    """The card's "With transformers" code, as written, on the bundle served under its repo id."""
+    import ast
+    import re
+
+    from resnet_hub.zoo.configs import hub_repo_id
+
+    bundle = bundles[name]
+    local_hub.add(hub_repo_id(name), {p.name: p.read_bytes() for p in bundle.iterdir()})
+    text = (bundle / "README.md").read_text()
+    section = text[text.index("### With transformers"):text.index("### mmpretrain-style inference")]
+    code = "\n".join(re.findall(r"```python\n(.*?)```", section, flags=re.S))
+    Image.fromarray(_photos()[0]).save(tmp_path / "image1.jpg")
+    env = {"HF_ENDPOINT": local_hub.url, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    proc = run_python(code + "\nprint(tuple(logits.shape), tuple(features.shape))\n", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = load_config(name)
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == f"(1, {cfg.num_classes}) (1, 512)"
+    predictions = ast.literal_eval(next(line for line in lines if line.startswith("[{")))
+    assert len(predictions) == 5 and {p["label"] for p in predictions} <= set(label_names(cfg.labels))
