@@ -133,10 +133,11 @@ def _dataset_names(cfg) -> set[str]:
 
 
 def select_configs(pattern: Optional[str] = None, dataset: Optional[str] = None) -> list[str]:
-    """Config names matching a shell pattern (or a substring) and a dataset name."""
-    from .zoo.configs import closest_names, list_configs, load_config
+    """Config names matching a shell pattern (or a substring) and a dataset name, in the order of
+    mmpretrain's tables (:func:`resnet_hub.zoo.configs.zoo_order`)."""
+    from .zoo.configs import closest_names, list_configs, load_config, zoo_order
 
-    names = list_configs()
+    names = zoo_order(list_configs())
     if pattern:
         glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
         names = [n for n in names if fnmatch.fnmatchcase(n, glob)]

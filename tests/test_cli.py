@@ -101,7 +101,7 @@ def test_unknown_command_is_a_usage_error(capsys):
 def test_list_filters_and_measures(capsys):
     code, out, _ = _run(capsys, "list", "--json")
     rows = json.loads(out)
-    assert code == 0 and [r["name"] for r in rows] == resnet_hub.list_configs()
+    assert code == 0 and sorted(r["name"] for r in rows) == resnet_hub.list_configs()
     by_name = {r["name"]: r for r in rows}
     assert by_name["resnet50_8xb32_in1k"]["params_m"] == 25.56 and by_name["resnet50_8xb32_in1k"]["gmacs"] == 4.09
     assert by_name["resnet50_8xb32_in1k"]["top1"] == 76.55 and by_name[CIFAR]["top5"] is None
@@ -110,10 +110,28 @@ def test_list_filters_and_measures(capsys):
 
     code, out, _ = _run(capsys, "list", "cifar", "--dataset", "cifar10")
     names = [line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith("GMACs")]
-    assert code == 0 and names == [n for n in resnet_hub.list_configs() if n.endswith("cifar10")]
+    assert code == 0 and names == [f"resnet{d}_8xb16_cifar10" for d in (18, 34, 50, 101, 152)]
     assert "multiply-accumulates" in out
     code, out, _ = _run(capsys, "list", "resnet50*in1k", "--json")
     assert {r["name"] for r in json.loads(out)} == set(resnet_hub.list_configs("resnet50*in1k"))
+
+
+# mmpretrain's ResNet README tables: ImageNet-1k, CIFAR-10, CIFAR-100, CUB; v1 by depth, then v1c, v1d, then the
+# recipe variants (the README puts v1d before v1c; the zoo lists stems in mmpretrain's class order)
+TABLE_ORDER = (
+    [f"resnet{d}_8xb32_in1k" for d in (18, 34, 50, 101, 152)]
+    + [f"resnetv1{s}{d}_8xb32_in1k" for s in "cd" for d in (50, 101, 152)]
+    + ["resnet50_8xb32-fp16_in1k"] + [f"resnet50_8xb256-rsb-{r}_in1k" for r in ("a1-600e", "a2-300e", "a3-100e")]
+    + [f"resnet{d}_8xb16_cifar10" for d in (18, 34, 50, 101, 152)] + ["resnet50_8xb16_cifar100", "resnet50_8xb8_cub"]
+)
+
+
+def test_list_is_in_the_tables_order(capsys):
+    code, out, _ = _run(capsys, "list")
+    names = [line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith("GMACs")]
+    assert code == 0 and names == TABLE_ORDER
+    code, out, _ = _run(capsys, "list", "resnet*", "--dataset", "imagenet-1k", "--json")
+    assert [r["name"] for r in json.loads(out)] == TABLE_ORDER[:15]
 
 
 def test_list_errors_are_one_line(capsys):

@@ -120,3 +120,58 @@ def _offline_create_model(name, pretrained=False, **kwargs):
 
     return timm.models.create_model(name.split(":", 1)[-1] if name.startswith("hub:") else name, pretrained=False,
                                     **kwargs)
+
+
+def test_update_card_adds_what_eval_measured_beside_the_published_results(tmp_path, capsys):
+    from huggingface_hub import metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+    from publish_helpers import make_bundle
+
+    from resnet_hub import commands
+    from resnet_hub.hub.bundle import validate_bundle
+    from resnet_hub.train import evaluate
+
+    card_bundle = make_bundle("resnet18_8xb16_cifar10", tmp_path / "b")  # converted: mmpretrain's results on its card
+    argv = [f"local-dir:{card_bundle}", "--dataset", "digits", "--limit", "24", "--batch-size", "8", "--workers", "0",
+            "--no-progress", "--cpu", "--update-card", str(card_bundle)]
+    for _ in range(2):  # the second run replaces the first one's entry
+        assert commands.main(evaluate.add_arguments, evaluate.run, "eval", argv) == 0
+    result = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
+    _, results = model_index_to_eval_results(metadata_load(card_bundle / "README.md")["model-index"])
+    assert [(r.source_name, r.metric_value) for r in results[:1]] == [("mmpretrain model zoo", 94.82)]
+    ours = results[1:]
+    assert [(r.dataset_type, r.dataset_split, r.dataset_args, r.metric_type, r.metric_value) for r in ours] == [
+        ("digits", "validation", {"images": 24}, "accuracy", round(result["top1"], 4)),  # once, not twice
+        ("digits", "validation", {"images": 24}, "top_5_accuracy", round(result["top5"], 4))]
+    validate_bundle(card_bundle)
+
+
+def test_update_card_refuses_a_bundle_other_than_the_model(bundle, tmp_path, capsys):
+    import timm
+
+    from resnet_hub import commands
+    from resnet_hub.hub.bundle import write_bundle
+    from resnet_hub.train import evaluate
+
+    torch.manual_seed(1)
+    model = timm.create_model("resnet18_8xb16_cifar10")
+    model.pretrained_cfg = dict(model.pretrained_cfg, label_names=[str(i) for i in range(10)])
+    other = write_bundle(model, load_config("resnet18_8xb16_cifar10"), tmp_path / "other")
+    before = (other / "README.md").read_bytes()
+    argv = ["--model", f"local-dir:{bundle}", "--dataset", "digits", "--cpu", "--update-card", str(other)]
+    assert commands.main(evaluate.add_arguments, evaluate.run, "eval", argv) == 1
+    err = capsys.readouterr().err
+    assert "the evaluated model's weights are not this bundle's" in err and len(err.strip().splitlines()) == 1
+    assert (other / "README.md").read_bytes() == before
+
+
+def test_measured_result_names_a_local_folder_by_its_name_only(tmp_path):
+    from types import SimpleNamespace
+
+    from resnet_hub.train.evaluate import measured_result
+
+    split = SimpleNamespace(info=SimpleNamespace(config_name="default"))  # a datasets split's info
+    m = measured_result(str(tmp_path / "my-images"), split, "validation", {"images": 8, "top1": 50.0, "top5": 100.0})
+    assert (m.dataset, m.dataset_config, m.split, m.images, m.top1) == ("my-images", "default", "validation", 8, 50.0)
+    m = measured_result("uoft-cs/cifar10", None, "test", {"eval_images": 3, "top1": 1.0, "top5": 2.0})  # trainer's
+    assert (m.dataset, m.dataset_config, m.images, m.top5) == ("uoft-cs/cifar10", None, 3, 2.0)

@@ -421,3 +421,22 @@ def test_streaming_in_workers_resumes_mid_epoch_to_the_same_weights(tmp_path):
     assert checkpoints(resumed)[-1].name == "step-000000006"
     for k in reference:
         assert torch.equal(final[k], reference[k]), k
+
+
+def test_final_bundle_card_carries_the_measured_results(uninterrupted):
+    from huggingface_hub import ModelCardData, metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    import resnet_hub
+    from resnet_hub.hub.bundle import validate_bundle
+
+    best = max(metrics(uninterrupted)["epochs"], key=lambda e: e["top1"])
+    meta = metadata_load(uninterrupted / "final" / "README.md")
+    ModelCardData(**meta)
+    assert "model_name" not in meta and "transformers" in meta["tags"]
+    _, results = model_index_to_eval_results(meta["model-index"])
+    assert {(r.dataset_type, r.dataset_split, r.dataset_args["images"], r.metric_type, r.source_name): r.metric_value
+            for r in results} == {
+        ("digits", "validation", 24, kind, f"resnet_hub {resnet_hub.__version__}"): round(best[key], 4)
+        for kind, key in (("accuracy", "top1"), ("top_5_accuracy", "top5"))}
+    validate_bundle(uninterrupted / "final")

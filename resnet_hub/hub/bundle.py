@@ -18,7 +18,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from safetensors.torch import save
@@ -35,8 +35,21 @@ BUNDLE_FILES = (WEIGHTS, CONFIG, CARD)
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt", ".tar", ".joblib", ".npz", ".npy", ".h5")
 
 
-def hub_config(model: torch.nn.Module, cfg: HubConfig) -> dict:
-    """config.json's content for ``model`` built from ``cfg``, in timm's own Hub format."""
+# keyword arguments transformers' TimmWrapper passes to timm.create_model itself, beside **model_args
+TRANSFORMERS_ARGS = ("pretrained", "num_classes")
+
+
+def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[str, Any] | None = None) -> dict:
+    """config.json's content for ``model`` built from ``cfg``: timm's Hub format, which
+    transformers' TimmWrapper (``AutoModel``, ``pipeline``) reads too.
+
+    timm's ``save_config_for_hf`` writes it, told the architecture, the labels and any
+    ``model_args`` beyond the config's (e.g. the trainer's ``--model-kwargs``) through its
+    parameters. Two things it cannot be told: timm 1.0.31 records ``num_classes`` in
+    ``model_args`` whatever it is given, and TimmWrapper passes ``num_classes=`` beside
+    ``**model_args`` (a TypeError); both timm and transformers read the root ``num_classes``, so
+    that copy goes. And the labels stay once, at the root, where timm's loader reads them.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CONFIG
         save_config_for_hf(
@@ -45,10 +58,12 @@ def hub_config(model: torch.nn.Module, cfg: HubConfig) -> dict:
                 "pretrained_cfg": {"architecture": cfg.architecture_name},
                 "label_names": list(model.pretrained_cfg.get("label_names") or ()),
             },
+            model_args=dict(model_args or {}),
         )
         data = json.loads(path.read_text())
-    data["pretrained_cfg"].pop("hf_hub_id", None)  # the repo it lands in says where it is
-    data["pretrained_cfg"].pop("label_names", None)  # kept once, at the root
+    for key in TRANSFORMERS_ARGS:
+        data.get("model_args", {}).pop(key, None)
+    data["pretrained_cfg"].pop("label_names", None)
     return data
 
 
@@ -76,24 +91,27 @@ def safetensors_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, 
 
 
 def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.PathLike, *,
-                 provenance: Mapping[str, object] | None = None, card: str | None = None) -> Path:
+                 provenance: Mapping[str, object] | None = None, card: str | None = None,
+                 model_args: Mapping[str, Any] | None = None, measured: Sequence[Any] = ()) -> Path:
     """Write ``model`` as a Hub bundle into ``output_dir`` and return it.
 
     ``provenance`` goes into the weights' metadata (e.g. ``source_url``, ``source_sha256``,
-    ``parity``); ``card`` is the README.md text, rendered from the provenance by
-    :func:`resnet_hub.hub.card.render_card` when not given.
+    ``parity``); ``model_args`` are architecture arguments beyond the config's, for config.json
+    (see :func:`hub_config`); ``card`` is the README.md text, rendered by
+    :func:`resnet_hub.hub.card.render_card` from the provenance and the ``measured`` results
+    (:class:`resnet_hub.hub.card.MeasuredResult`) when not given.
     """
     if card is None:
         from .card import render_card
 
-        card = render_card(cfg, model, provenance or {})
+        card = render_card(cfg, model, provenance or {}, measured=measured)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=output_dir))
     try:
         (tmp / WEIGHTS).write_bytes(safetensors_bytes(state, weights_metadata(cfg, provenance or {})))
-        (tmp / CONFIG).write_text(json.dumps(hub_config(model, cfg), indent=2) + "\n")
+        (tmp / CONFIG).write_text(json.dumps(hub_config(model, cfg, model_args=model_args), indent=2) + "\n")
         if card is not None:
             (tmp / CARD).write_text(card)
         for name in BUNDLE_FILES:
@@ -209,9 +227,29 @@ def _check_weights_fit(d: Path, config: Mapping[str, Any], state: Mapping[str, t
            if v.is_floating_point() and v.numel() and not all(bool(torch.isfinite(x)) for x in torch.aminmax(v))]
     if bad:
         raise ValueError(f"{d / WEIGHTS}: non-finite values in {_names(bad)}")
-    labels = config["label_names"]
-    if labels and len(labels) != config["num_classes"]:
-        raise ValueError(f"{d / CONFIG}: {len(labels)} label_names for {config['num_classes']} classes")
+
+
+def transformers_problems(config: Mapping[str, Any]) -> list[str]:
+    """Why transformers' TimmWrapper (``AutoModelForImageClassification``, ``pipeline``) could not
+    load a bundle with this config.json the way timm does; empty when it could."""
+    problems = []
+    clash = [k for k in TRANSFORMERS_ARGS if k in (config.get("model_args") or {})]
+    if clash:
+        problems.append(f"model_args holds {', '.join(clash)}, which TimmWrapper passes to timm.create_model itself "
+                        "(TypeError: got multiple values); the root num_classes is the one both read")
+    if config.get("model_type", "timm_wrapper") != "timm_wrapper":
+        problems.append(f"model_type {config['model_type']!r} is not transformers' 'timm_wrapper'")
+    labels = config.get("label_names") or []
+    if len(labels) != config.get("num_classes") or not all(isinstance(x, str) for x in labels):
+        problems.append(f"label_names holds {len(labels)} names for {config.get('num_classes')} classes; "
+                        "transformers' id2label (the pipeline's class names) is made from them, one string a class")
+    return problems
+
+
+def _check_transformers(path: Path, config: Mapping[str, Any]) -> None:
+    problems = transformers_problems(config)
+    if problems:
+        raise ValueError(f"{path}: transformers could not load this bundle: {'; '.join(problems)}")
 
 
 def _check_card(path: Path) -> None:
@@ -236,7 +274,8 @@ def validate_bundle(bundle_dir: str | os.PathLike) -> Bundle:
 
     Exactly :data:`BUNDLE_FILES` (no pickle, nothing else); config.json in timm's Hub format;
     model.safetensors readable, finite, and loading strictly into the architecture config.json
-    names, built on the meta device with its ``model_args`` and ``num_classes``; README.md with
+    names, built on the meta device with its ``model_args`` and ``num_classes``; config.json that
+    transformers' TimmWrapper loads too (:func:`transformers_problems`); README.md with
     metadata huggingface_hub parses. Raises ``FileNotFoundError``/``ValueError`` naming the file.
     """
     d = Path(bundle_dir)
@@ -247,6 +286,7 @@ def validate_bundle(bundle_dir: str | os.PathLike) -> Bundle:
     state, metadata = _read_weights(d / WEIGHTS)
     _check_weights_fit(d, config, state)
     del state
+    _check_transformers(d / CONFIG, config)
     _check_card(d / CARD)
     files = tuple(BundleFile(n, d / n, (d / n).stat().st_size, _sha256(d / n)) for n in BUNDLE_FILES)
     return Bundle(path=d, architecture=config["architecture"], num_classes=config["num_classes"],

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
+from resnet_hub import __version__
 from resnet_hub.zoo.configs import HubConfig, hub_repo_id
 
-__all__ = ["Complexity", "measure_complexity", "card_data", "render_card", "template_path"]
+__all__ = ["Complexity", "MeasuredResult", "measure_complexity", "card_data", "render_card", "template_path",
+           "measured_results", "update_card"]
 
 TEMPLATE = "MODEL_CARD.md"
 
@@ -32,7 +35,12 @@ STEMS = {
              "max-pool, for 32x32 images",
 }
 LOSSES = {"cross_entropy": "cross-entropy", "bce": "binary cross-entropy"}
-TAGS = ["image-classification", "timm", "resnet", "mmpretrain", "resnet_hub"]
+TAGS = ["image-classification", "timm", "transformers", "resnet", "mmpretrain", "resnet_hub"]
+# model-index results whose source name starts so are resnet_hub's measurements (others: mmpretrain's, anyone's)
+MEASURED_SOURCE = "resnet_hub"
+PROJECT_URL = "https://pypi.org/project/resnet_hub/"  # the source of measured results: this package
+MEASURED_BEGIN = "<!-- resnet_hub measured results: rewritten by resnet-hub eval --update-card -->"
+MEASURED_END = "<!-- end of resnet_hub measured results -->"
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,32 @@ class Complexity:
     def macs(self) -> int:
         """Multiply-accumulates: the unit of mmpretrain's "Flops" column."""
         return self.flops // 2
+
+
+@dataclass(frozen=True)
+class MeasuredResult:
+    """top-1/top-5 (percent) that resnet_hub measured for a bundle's weights on one dataset split."""
+    dataset: str  # Hub dataset id, local folder or "digits": what ``--dataset`` named
+    split: str
+    images: int  # images counted (unreadable ones skipped)
+    top1: float
+    top5: float | None = None
+    dataset_config: str | None = None  # the ``datasets`` config it was loaded with, when there is one
+    version: str = __version__  # resnet_hub's, recorded as the result's source
+
+    def eval_results(self, model_name: str) -> list:
+        from huggingface_hub import EvalResult
+
+        common = dict(task_type="image-classification", task_name="Image Classification", dataset_type=self.dataset,
+                      dataset_name=self.dataset, dataset_config=self.dataset_config, dataset_split=self.split,
+                      dataset_args={"images": self.images}, source_name=f"{MEASURED_SOURCE} {self.version}",
+                      source_url=PROJECT_URL)
+        out = [EvalResult(metric_type="accuracy", metric_name="Top-1 accuracy (%)", metric_value=round(self.top1, 4),
+                          **common)]
+        if self.top5 is not None:
+            out.append(EvalResult(metric_type="top_5_accuracy", metric_name="Top-5 accuracy (%)",
+                                  metric_value=round(self.top5, 4), **common))
+        return out
 
 
 def measure_complexity(model: torch.nn.Module, input_size: int) -> Complexity:
@@ -98,33 +132,120 @@ def is_converted(provenance: Mapping[str, Any]) -> bool:
     return any(provenance.get(k) for k in SOURCE_KEYS)
 
 
-def card_data(cfg: HubConfig, converted: bool = True):
-    """The card's YAML metadata: library, license, tags, dataset, task and the published results.
+def card_data(cfg: HubConfig, converted: bool = True, measured: Sequence[MeasuredResult] = ()):
+    """The card's YAML metadata: library, license, tags, dataset, task, and results in ``model-index``.
 
-    mmpretrain's published results (``model-index``) and its training data describe its released
-    weights, so only a card for weights converted from that release carries them.
+    mmpretrain's published results and its training data describe its released weights, so only a
+    card for weights converted from that release carries them; ``measured`` results (resnet_hub's
+    own evaluation of these weights, its version as the source) go beside them on any card.
     """
     from huggingface_hub import EvalResult, ModelCardData
 
     d, r = cfg.training.dataset, cfg.results
-    if not converted:
-        return ModelCardData(library_name="timm", license=cfg.source.license, tags=list(TAGS),
-                             pipeline_tag="image-classification", model_name=cfg.name)
-    common = dict(task_type="image-classification", task_name="Image Classification", dataset_type=d.hf_id,
-                  dataset_name=r.dataset, dataset_split=d.eval_split, source_name="mmpretrain model zoo",
-                  source_url=_origin_url(cfg))
-    results = [EvalResult(metric_type="accuracy", metric_name="Top-1 accuracy (%)", metric_value=r.top1, **common)]
-    if r.top5 is not None:
-        results.append(EvalResult(metric_type="top_5_accuracy", metric_name="Top-5 accuracy (%)",
-                                  metric_value=r.top5, **common))
+    results = []
+    if converted:
+        common = dict(task_type="image-classification", task_name="Image Classification", dataset_type=d.hf_id,
+                      dataset_name=r.dataset, dataset_split=d.eval_split, source_name="mmpretrain model zoo",
+                      source_url=_origin_url(cfg))
+        results.append(EvalResult(metric_type="accuracy", metric_name="Top-1 accuracy (%)", metric_value=r.top1,
+                                  **common))
+        if r.top5 is not None:
+            results.append(EvalResult(metric_type="top_5_accuracy", metric_name="Top-5 accuracy (%)",
+                                      metric_value=r.top5, **common))
+    results = _with_measured(results, measured, cfg.name)
     return ModelCardData(
-        library_name="timm", license=cfg.source.license, tags=list(TAGS), datasets=[d.hf_id],
-        pipeline_tag="image-classification", base_model=base_model(cfg), metrics=["accuracy"],
-        model_name=cfg.name, eval_results=results,
+        library_name="timm", license=cfg.source.license, tags=list(TAGS),
+        datasets=[d.hf_id] if converted else None, pipeline_tag="image-classification",
+        base_model=base_model(cfg) if converted else None, metrics=["accuracy"] if results else None,
+        # model_name is model-index's name: without results it would be a top-level key the Hub does not define
+        model_name=cfg.name if results else None, eval_results=results or None,
     )
 
 
-def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str, Any] | None = None) -> str:
+def _is_measured(result) -> bool:
+    return (result.source_name or "").split(" ")[0] == MEASURED_SOURCE
+
+
+def _with_measured(results: list, measured: Sequence[MeasuredResult], model_name: str) -> list:
+    """``results`` with each of ``measured`` in place of resnet_hub's earlier one for its dataset split."""
+    for m in measured:
+        new = m.eval_results(model_name)
+        same = {new[0].unique_identifier}
+        results = [e for e in results if not (_is_measured(e) and e.unique_identifier in same)]
+        clash = [e for e in results if e.unique_identifier in same]
+        if clash:  # huggingface_hub would merge them into one entry under the other's source
+            raise ValueError(f"the card already has results from {clash[0].source_name!r} for dataset "
+                             f"{m.dataset!r} split {m.split!r} with the same config ({m.dataset_config}); "
+                             "measured results need a distinct dataset config")
+        results = [*results, *new]
+    return results
+
+
+def measured_results(card_data) -> list[MeasuredResult]:
+    """resnet_hub's measured results in a card's metadata, one per dataset split."""
+    out = {}
+    for e in card_data.eval_results or ():
+        if not _is_measured(e):
+            continue
+        m = out.get(e.unique_identifier) or MeasuredResult(
+            e.dataset_type, e.dataset_split, int((e.dataset_args or {}).get("images", 0)), float("nan"),
+            dataset_config=e.dataset_config, version=e.source_name.partition(" ")[2])
+        field = {"accuracy": "top1", "top_5_accuracy": "top5"}.get(e.metric_type)
+        out[e.unique_identifier] = dataclasses.replace(m, **{field: e.metric_value}) if field else m
+    return list(out.values())
+
+
+def measured_markdown(results: Sequence[MeasuredResult]) -> str:
+    """The card's block of resnet_hub's measured results (between :data:`MEASURED_BEGIN` and ``END``)."""
+    lines = [MEASURED_BEGIN, "", "### Measured by resnet_hub", ""]
+    if results:
+        lines += ["These weights, evaluated by `resnet-hub eval` (or the trainer) with the config's eval transform:",
+                  "", "| dataset | split | images | top-1 (%) | top-5 (%) | measured with |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {m.dataset}{f' ({m.dataset_config})' if m.dataset_config else ''} | {m.split} | {m.images} | "
+                  f"{m.top1:.2f} | {'-' if m.top5 is None else f'{m.top5:.2f}'} | resnet_hub {m.version} |"
+                  for m in results]
+    else:
+        lines += ["Not measured yet: `resnet-hub eval --model local-dir:BUNDLE --dataset DATASET --update-card BUNDLE`"
+                  " adds the top-1/top-5 it measures here and to the metadata, beside any published results."]
+    return "\n".join([*lines, "", MEASURED_END])
+
+
+def update_card(bundle_dir: str | os.PathLike, result: MeasuredResult) -> Path:
+    """Add ``result`` to the README.md of the bundle in ``bundle_dir``, in place of resnet_hub's earlier
+    measurement of the same dataset split; published and anyone else's results stay. Written atomically."""
+    from huggingface_hub import ModelCard
+
+    path = Path(bundle_dir) / "README.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card {path} (give a bundle folder: model.safetensors, config.json, "
+                                "README.md)")
+    card = ModelCard(path.read_text(encoding="utf-8"))
+    name = card.data.model_name or Path(bundle_dir).resolve().name
+    card.data.eval_results = _with_measured(list(card.data.eval_results or ()), [result], name)
+    card.data.model_name = name
+    card.data.metrics = sorted({*(card.data.metrics or ()), "accuracy"})
+    block = measured_markdown(measured_results(card.data))
+    body = card.text
+    if MEASURED_BEGIN in body and MEASURED_END in body:
+        head, rest = body.split(MEASURED_BEGIN, 1)
+        body = head + block + rest.split(MEASURED_END, 1)[1]
+    else:
+        body = body.rstrip("\n") + "\n\n" + block + "\n"
+    card.text = body
+    text = str(card)
+    ModelCard(text)  # what is written parses back
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str, Any] | None = None,
+                measured: Sequence[MeasuredResult] = ()) -> str:
     """README.md for the bundle of ``model`` (built from ``cfg``), as text.
 
     ``provenance`` is what the converter recorded: ``source_url`` or ``source_file``,
@@ -132,7 +253,8 @@ def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str,
     (e.g. ``max_abs_logit_diff``, ``relative``, ``inputs``), or ``{"measured": False,
     "reason": ...}``. Whatever is missing is stated as not recorded, never filled in. Without a
     source checkpoint (e.g. a bundle from the trainer) the card does not claim mmpretrain's
-    weights or results, and lists the provenance it was given.
+    weights or results, and lists the provenance it was given. ``measured`` are resnet_hub's own
+    evaluations of these weights (e.g. the trainer's final top-1/top-5), shown beside mmpretrain's.
     """
     from huggingface_hub import ModelCard
 
@@ -144,8 +266,9 @@ def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str,
     provenance = dict(provenance or {})
     converted = is_converted(provenance)
     complexity = measure_complexity(model, cfg.eval.input_size)
-    card = ModelCard.from_template(card_data(cfg, converted), template_path=str(template_path()), **_template_vars(
-        cfg, model, complexity, provenance, converted))
+    data = card_data(cfg, converted, measured)
+    card = ModelCard.from_template(data, template_path=str(template_path()), **_template_vars(
+        cfg, model, complexity, provenance, converted), measured=measured_markdown(measured_results(data)))
     return str(card)
 
 
@@ -243,6 +366,7 @@ def _template_vars(cfg: HubConfig, model: torch.nn.Module, complexity: Complexit
         "depth": cfg.architecture.depth,
         "stem": STEMS[cfg.architecture.stem],
         "num_classes": getattr(model, "num_classes", cfg.num_classes),
+        "num_features": getattr(model, "num_features", None),
         "labels": cfg.labels,
         "results": cfg.results,
         "eval_split": cfg.training.dataset.eval_split,

@@ -2,12 +2,15 @@
 
     accelerate launch scripts/eval.py --model hub:resnet50_8xb32_in1k
     python scripts/eval.py --model local-dir:runs/resnet18_8xb16_cifar10/final --dataset digits --json out.json
+    resnet-hub eval local-dir:BUNDLE --dataset uoft-cs/cifar10 --update-card BUNDLE
 
 The model is a config name or a ``hub:``/``hf-hub:``/``local-dir:`` name (created with
 ``pretrained=True``). The transform is timm's ``resolve_data_config`` + ``create_transform`` of
 the model, which reproduces the config's mmpretrain test pipeline; images reach the device as
 uint8 and are normalized there. Processes split the data and ``gather_for_metrics`` counts every
-image once. The result is one JSON object on stdout (and in ``--json``).
+image once. The result is one JSON object on stdout (and in ``--json``); ``--update-card BUNDLE``
+also adds it to that bundle's model card (:func:`resnet_hub.hub.card.update_card`), once the
+evaluated weights are found to be the bundle's own.
 """
 from __future__ import annotations
 
@@ -16,9 +19,9 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
-__all__ = ["add_arguments", "run", "config_of_model", "evaluate_model"]
+__all__ = ["add_arguments", "run", "config_of_model", "evaluate_model", "measured_result"]
 
 
 def config_of_model(name: str):
@@ -86,6 +89,39 @@ def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers:
     return dict(metrics, seconds=round(seconds, 3), images_per_s=round(metrics["images"] / seconds, 1))
 
 
+def measured_result(dataset: str, split_data, split: str, metrics: Mapping):
+    """What a model card records of an evaluation of ``split`` of ``dataset`` (``split_data``, the
+    ``datasets`` split it read): ``metrics`` of :func:`evaluate_model`, or a trainer epoch record
+    (whose image count is ``eval_images``)."""
+    from resnet_hub.hub.card import MeasuredResult
+
+    images = metrics["images"] if "images" in metrics else metrics["eval_images"]
+    if Path(dataset).is_absolute():  # a local image folder: its path means nothing on a Hub card, and may say too much
+        dataset = Path(dataset).name
+    return MeasuredResult(dataset=dataset, split=split, images=int(images), top1=float(metrics["top1"]),
+                          top5=None if metrics.get("top5") is None else float(metrics["top5"]),
+                          dataset_config=getattr(getattr(split_data, "info", None), "config_name", None))
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    if bool(args.model) == bool(args.model_name):
+        raise ValueError("give the model once: resnet-hub eval MODEL, or --model MODEL")
+    return args.model or args.model_name
+
+
+def _check_same_weights(model, bundle: Path) -> None:
+    """--update-card records results of the weights evaluated: they must be the bundle's."""
+    from safetensors import safe_open
+
+    with safe_open(str(bundle / "model.safetensors"), "pt") as f:
+        same = set(f.keys()) == set(model.state_dict()) and all(
+            f.get_tensor(k).shape == v.shape and bool((f.get_tensor(k) == v.detach().cpu()).all())
+            for k, v in model.state_dict().items())
+    if not same:
+        raise ValueError(f"--update-card {bundle}: the evaluated model's weights are not this bundle's; "
+                         f"evaluate it with --model local-dir:{bundle}")
+
+
 def run(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
@@ -94,12 +130,20 @@ def run(args: argparse.Namespace) -> int:
     from . import data as D
     from .recipe import eval_transform
 
-    check_model_name(args.model)
-    cfg = load_config(args.config) if args.config else config_of_model(args.model)
+    model_name = _model_name(args)
+    check_model_name(model_name)
+    card_bundle = Path(args.update_card) if args.update_card else None
+    if card_bundle is not None:
+        from resnet_hub.hub.bundle import validate_bundle
+
+        validate_bundle(card_bundle)  # a bundle that cannot be published fails before the evaluation
+    cfg = load_config(args.config) if args.config else config_of_model(model_name)
     if cfg is None and not args.dataset:
-        raise ValueError(f"--model {args.model} does not name its config: give --dataset (and columns) or --config")
+        raise ValueError(f"--model {model_name} does not name its config: give --dataset (and columns) or --config")
     accelerator = Accelerator(mixed_precision=args.precision, cpu=args.cpu)
-    model = create_pretrained(args.model)
+    model = create_pretrained(model_name)
+    if card_bundle is not None:
+        _check_same_weights(model, card_bundle)
     spec = _spec(args, cfg)
     with accelerator.main_process_first():
         splits = D.load_splits(spec, model.pretrained_cfg["input_size"][-1])
@@ -119,11 +163,15 @@ def run(args: argparse.Namespace) -> int:
     if args.bad_images == "error" and metrics["skipped"]:
         raise D.BadImages(f"{metrics['skipped']} unreadable image(s) in {spec.path}; pass --bad-images skip to "
                           "drop and count them")
-    result = {"model": args.model, "config": cfg.name if cfg else None, "dataset": spec.path,
+    result = {"model": model_name, "config": cfg.name if cfg else None, "dataset": spec.path,
               "split": args.split or splits.spec.eval_split, "processes": accelerator.num_processes, **metrics}
     if accelerator.is_main_process:
         text = json.dumps(result, indent=2)
         print(text)
+        if card_bundle is not None:
+            from resnet_hub.hub.card import update_card
+
+            update_card(card_bundle, measured_result(spec.path, split, result["split"], metrics))
         if args.json:
             out = Path(args.json)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +196,8 @@ def _spec(args, cfg) -> "object":
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser
-    p.add_argument("--model", required=True,
+    p.add_argument("model_name", nargs="?", metavar="MODEL", help="the model to evaluate (or --model)")
+    p.add_argument("--model", default=None,
                    help="config name (pretrained from the Hub), hub:NAME[@REV], hf-hub:REPO or local-dir:PATH")
     p.add_argument("--config", default=None,
                    help="config whose dataset and columns to use (default: the one --model names)")
@@ -164,6 +213,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--bad-images", default="skip", choices=["skip", "error"],
                    help="unreadable images: count them as skipped, or fail")
     p.add_argument("--json", default=None, help="also write the JSON result to this file")
+    p.add_argument("--update-card", default=None, metavar="BUNDLE",
+                   help="add the measured top-1/top-5 to this bundle's README.md (model-index), replacing only "
+                        "resnet_hub's earlier result for the same dataset split; the model must be this bundle")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even when an accelerator is present")
 

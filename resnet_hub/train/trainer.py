@@ -654,6 +654,7 @@ def run(args: argparse.Namespace) -> int:
 
     def export_best(record: dict) -> None:
         from resnet_hub.hub.bundle import write_bundle
+        from resnet_hub.train.evaluate import measured_result
 
         if not acc.is_main_process:
             return
@@ -666,12 +667,7 @@ def run(args: argparse.Namespace) -> int:
             "top1": round(record["top1"], 4), "top5": round(record["top5"], 4), "total_batch": total_batch,
             "processes": world, "lr": scaling.lr, "seed": args.seed, "precision": precision,
             "versions": _versions(),
-        })
-        if model_kwargs:  # architecture arguments beyond the config's: timm reads them from config.json
-            path = out / "final" / "config.json"
-            hub_cfg = json.loads(path.read_text())
-            hub_cfg["model_args"] = dict(hub_cfg.get("model_args", {}), **model_kwargs)
-            _write_json(path, hub_cfg)
+        }, model_args=model_kwargs, measured=[measured_result(spec.path, splits.eval, splits.spec.eval_split, record)])
 
     stop = 0
     with _StopSignal() as signals:

@@ -12,10 +12,11 @@ import os
 import re
 import types
 import typing
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Optional, Union, get_args, get_type_hints
 
 import yaml
 
@@ -343,6 +344,37 @@ def list_configs(pattern: str = "*") -> list[str]:
     import fnmatch
 
     return [n for n in _all_configs() if fnmatch.fnmatchcase(n, pattern)]
+
+
+def _recipe(cfg: HubConfig) -> tuple:
+    t = cfg.training
+    return (t.epochs, t.optimizer.type, t.precision.type, t.total_batch_size, t.loss.type, len(t.batch_augments))
+
+
+def zoo_order(names: Iterable[str]) -> list[str]:
+    """``names`` in the order of mmpretrain's ResNet tables, derived from the configs' fields.
+
+    Datasets with more configs first (ImageNet-1k, then CIFAR-10, ...; ties: fewer classes
+    first); in a dataset, the configs of its most common training recipe first, then the recipe
+    variants, those that keep its optimizer first (fp16 before ResNet strikes back's LAMB);
+    then stem (v1, v1c, v1d, cifar), depth (18 to 152) and name.
+    """
+    configs = [load_config(n) for n in names]
+
+    def dataset(c: HubConfig) -> str:
+        return c.training.dataset.name
+
+    counts = Counter(dataset(c) for c in _all_configs().values())
+    common = {d: Counter(_recipe(c) for c in _all_configs().values() if dataset(c) == d).most_common(1)[0][0]
+              for d in counts}
+    stems = get_args(get_type_hints(Architecture)["stem"])
+
+    def key(c: HubConfig) -> tuple:
+        recipe, usual = _recipe(c), common[dataset(c)]
+        return (-counts[dataset(c)], c.num_classes, dataset(c), recipe != usual, recipe[1] != usual[1],
+                stems.index(c.architecture.stem), c.architecture.depth, c.name)
+
+    return [c.name for c in sorted(configs, key=key)]
 
 
 def closest_names(name: str, n: int = 3) -> list[str]:
