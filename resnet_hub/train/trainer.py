@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Data, in the main process first so that one process downloads and caches.
     spec, splits, label_names = _load_data(args, cfg, plan, acc)
-    for note in plan.notes:
+    for note in plan.notes if acc.is_main_process else ():
         print(note, file=sys.stderr)
 
     # Claim the run folder before writing into it: another run's folder is refused, files untouched.
