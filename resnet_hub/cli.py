@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "convert": ("resnet_hub.hub.convert", "add_arguments", "run",
                 "convert mmpretrain's released checkpoints into Hub bundles (safetensors + config.json)"),
     "push": ("resnet_hub.hub.push", "add_arguments", "run", "upload converted bundles to the Hugging Face Hub"),
+    "train": ("resnet_hub.train.trainer", "add_arguments", "run",
+              "train a config's recipe with Accelerate (accelerate launch -m resnet_hub.train for many devices)"),
     "eval": ("resnet_hub.train.evaluate", "add_arguments", "run",
              "top-1/top-5 of a model on an HF dataset split or an image folder"),
     "bench": ("resnet_hub.bench.benchmark", "add_arguments", "run",

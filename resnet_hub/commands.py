@@ -20,6 +20,32 @@ class CommandError(Exception):
     """An error whose message is the whole story for the user."""
 
 
+# argparse ``type=`` functions for numbers: "not given" is the flag's default (None where the value
+# comes from elsewhere, e.g. the recipe), never 0; a 0 or a negative that means nothing is refused
+# by argparse as one line naming the flag ("argument --epochs: must be at least 1, got 0").
+
+
+def _number(parse: Callable[[str], float], low: float, inclusive: bool, what: str):
+    def check(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or (value < low if inclusive else value <= low):  # NaN too
+            bound = f"at least {low:g}" if inclusive else f"greater than {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    check.__name__ = what  # argparse names the type in "invalid <name> value" messages
+    return check
+
+
+positive_int = _number(int, 1, True, "a positive integer")
+non_negative_int = _number(int, 0, True, "a non-negative integer")
+positive_float = _number(float, 0.0, False, "a positive number")
+non_negative_float = _number(float, 0.0, True, "a non-negative number")
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows an option's default only when there is one worth reading (not None or False)."""
 
@@ -27,6 +53,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the commands' error format: one line, ``error: ...``, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def call(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -43,7 +76,6 @@ def call(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
 
 def main(add_arguments: Callable[[argparse.ArgumentParser], None], run: Callable[[argparse.Namespace], int],
          description: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     add_arguments(parser)
     return call(run, parser.parse_args(argv))

@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 
+from .commands import positive_int
 from .train.pipeline import normalize
 from .zoo.configs import list_configs
 
@@ -318,8 +319,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights file (.safetensors) to load instead of the published weights")
     parser.add_argument("--random-init", action="store_true",
                         help="no weights at all: random initialisation (to try the command offline)")
-    parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    parser.add_argument("--topk", type=positive_int, default=5, help="how many classes to show per image")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     parser.add_argument("--device", help="torch device, e.g. cuda; without it, cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
 

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import resnet_hub
+from resnet_hub.commands import positive_int
 
 
 def zoo_table() -> str:
@@ -36,7 +37,7 @@ def zoo_table() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="resnet18_8xb16_cifar10", help="config to run on the digits")
-    parser.add_argument("--images", type=int, default=8, help="how many digits to run")
+    parser.add_argument("--images", type=positive_int, default=8, help="how many digits to run")
     args = parser.parse_args(argv)
     from sklearn.datasets import load_digits
 

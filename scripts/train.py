@@ -1,10 +1,10 @@
-"""Train a config's recipe with Accelerate (see resnet_hub/train/trainer.py).
+"""Train a config's recipe with Accelerate (resnet_hub/train/trainer.py; installed: ``resnet-hub train``).
 
     accelerate launch scripts/train.py --config resnet18_8xb16_cifar10 --dataset digits --epochs 3
 """
 import sys
 
-from resnet_hub import commands, train
+from resnet_hub.train.trainer import main
 
 if __name__ == "__main__":
-    sys.exit(commands.main(train.add_arguments, train.run, train.__doc__.split("\n\n")[0]))
+    sys.exit(main())

@@ -37,7 +37,7 @@ def test_top_level_help_lists_every_subcommand(capsys):
         cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("list", "info", "predict", "convert", "push", "eval", "bench"):
+    for name in ("list", "info", "predict", "convert", "push", "train", "eval", "bench"):
         assert f"\n    {name} " in out
 
 
@@ -67,7 +67,8 @@ def test_subcommand_help_is_complete(capsys, command, options):
 
 
 @pytest.mark.parametrize("command, module", [("convert", "resnet_hub.hub.convert"), ("push", "resnet_hub.hub.push"),
-                                             ("eval", "resnet_hub.train.evaluate")])
+                                             ("eval", "resnet_hub.train.evaluate"),
+                                             ("train", "resnet_hub.train.trainer")])
 def test_merged_subcommand_help(capsys, command, module):
     """convert/push/eval come from other branches; this runs once their modules are merged."""
     mod = pytest.importorskip(module)
@@ -251,3 +252,62 @@ def test_readme_inference_snippets_run(capsys, tmp_path, monkeypatch):
         assert code == 0 and out and not err, (line, err)
         ran += 1
     assert ran == 4
+
+
+# ----------------------------------------------------------------------------- numeric flags
+
+def _parser(command):
+    import argparse
+    import importlib
+
+    module, add, *_ = cli.COMMANDS[command]
+    parser = argparse.ArgumentParser()
+    getattr(importlib.import_module(module), add)(parser)
+    return parser
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_numeric_flag_checks_its_range(command):
+    """No bare int/float: each numeric flag's type is one of resnet_hub.commands' range-checking types, and
+    a flag whose value comes from elsewhere (the recipe) defaults to None, never to a number that means "unset"."""
+    from resnet_hub import commands
+
+    checked = {commands.positive_int, commands.non_negative_int, commands.positive_float, commands.non_negative_float}
+    for action in _parser(command)._actions:
+        assert action.type not in (int, float), f"resnet-hub {command} {action.option_strings}: bare {action.type}"
+        if action.type in checked and action.default is not None:
+            assert action.type(str(action.default)) == action.default  # the default is itself in range
+
+
+@pytest.mark.parametrize("argv, flag, message", [
+    (["train", "--config", CIFAR, "--epochs", "0"], "--epochs", "must be at least 1, got 0"),
+    (["train", "--config", CIFAR, "--batch-size", "0"], "--batch-size", "must be at least 1, got 0"),
+    (["train", "--config", CIFAR, "--grad-accum", "-2"], "--grad-accum", "must be at least 1, got -2"),
+    (["train", "--config", CIFAR, "--lr", "0"], "--lr", "must be greater than 0, got 0"),
+    (["train", "--config", CIFAR, "--lr", "nan"], "--lr", "must be greater than 0, got nan"),
+    (["train", "--config", CIFAR, "--workers", "-1"], "--workers", "must be at least 0, got -1"),
+    (["train", "--config", CIFAR, "--checkpoint-steps", "0"], "--checkpoint-steps", "must be at least 1"),
+    (["train", "--config", CIFAR, "--keep", "0"], "--keep", "must be at least 1, got 0"),
+    (["train", "--config", CIFAR, "--limit-train", "0"], "--limit-train", "must be at least 1, got 0"),
+    (["train", "--config", CIFAR, "--num-classes", "0"], "--num-classes", "must be at least 1, got 0"),
+    (["train", "--config", CIFAR, "--drop-path-rate", "-0.1"], "--drop-path-rate", "must be at least 0"),
+    (["train", "--config", CIFAR, "--epochs", "2.5"], "--epochs", "expected a positive integer, got '2.5'"),
+    (["eval", "--model", CIFAR, "--batch-size", "0"], "--batch-size", "must be at least 1, got 0"),
+    (["eval", "--model", CIFAR, "--limit", "0"], "--limit", "must be at least 1, got 0"),
+    (["predict", CIFAR, "x.png", "--topk", "0"], "--topk", "must be at least 1, got 0"),
+    (["predict", CIFAR, "x.png", "--batch-size", "-1"], "--batch-size", "must be at least 1, got -1"),
+])
+def test_bad_numbers_are_one_line_naming_the_flag(capsys, argv, flag, message):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: argument {flag}: {message}") and f"resnet-hub {argv[0]} --help" in err
+
+
+def test_trainer_numbers_not_given_are_none():
+    """--epochs/--batch-size not given: None, so the plan takes the recipe's; 0 no longer stands for "not given"."""
+    args = _parser("train").parse_args(["--config", CIFAR])
+    for dest in ("epochs", "batch_size", "lr", "num_classes", "limit_train", "limit_eval", "eval_batch_size",
+                 "steps_per_epoch", "checkpoint_steps", "drop_path_rate"):
+        assert getattr(args, dest) is None, dest

@@ -1,6 +1,8 @@
-"""A built wheel, installed into a fresh virtual environment, carries hub_configs/ and works."""
+"""A built wheel, installed into a fresh virtual environment, carries hub_configs/ and works: the zoo,
+and training from the installed package (no checkout, no scripts/)."""
 from __future__ import annotations
 
+import json
 import site
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import zipfile
 
 import pytest
 from conftest import REPO
+from train_helpers import CONFIG, TINY
 
 
 @pytest.mark.slow
@@ -18,7 +21,7 @@ def test_wheel_installs_and_works_in_fresh_venv(tmp_path):
     (wheel,) = dist.glob("resnet_hub-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert sum(n.startswith("resnet_hub/hub_configs/") and n.endswith(".yaml") for n in names) == 22
-    assert "resnet_hub/labels/imagenet-1k.txt" in names and "resnet_hub/MODEL_CARD.md" in names
+    assert "resnet_hub/zoo/labels/imagenet-1k.txt" in names and "resnet_hub/MODEL_CARD.md" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -42,3 +45,27 @@ def test_wheel_installs_and_works_in_fresh_venv(tmp_path):
     proc = subprocess.run([str(py), "-W", "error", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "torch.Size([1, 10])" in proc.stdout
+
+    # the trainer from the wheel, outside any checkout: the console script trains two steps on the digits
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    out = tmp_path / "run"
+    proc = subprocess.run([str(venv / "bin" / "resnet-hub"), "train", "--config", CONFIG, "--dataset", "digits",
+                           "--model-kwargs", TINY, "--limit-train", "8", "--limit-eval", "8", "--batch-size", "4",
+                           "--workers", "0", "--tracker", "none", "--epochs", "1", "--output-dir", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"{CONFIG} on digits (8 train / 8 eval images, 10 classes): 1 epochs x 2 steps"), first
+    assert "precision fp32;" in first  # our word, not Accelerate's "no"
+    assert json.loads((out / "run.json").read_text())["precision"] == "fp32"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["versions"]["resnet_hub"] and (out / "final" / "model.safetensors").is_file()
+    assert (out / "checkpoints" / "step-000000002" / "model.safetensors").is_file()
+
+    # python -m resnet_hub.train, as accelerate launch -m runs it
+    for cmd in ([str(py), "-m", "resnet_hub.train", "--help"],
+                [str(py), "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+                 "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", "-m", "resnet_hub.train", "--help"]):
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.startswith("usage: python -m resnet_hub.train") and "--fit-schedule" in proc.stdout

@@ -25,14 +25,23 @@ def _ok(result):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    """2 epochs x 12 steps, 1 process: the reference every interrupted run must equal."""
+def uninterrupted_run(tmp_path_factory) -> tuple[Path, str]:
+    """2 epochs x 12 steps, 1 process: the reference every interrupted run must equal, and what it printed."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    _ok(script("train", [*TINY_RUN, "--epochs", "2", "--output-dir", str(out)]))
-    return out
+    result = _ok(script("train", [*TINY_RUN, "--epochs", "2", "--output-dir", str(out)]))
+    return out, result.stdout
 
 
-def test_run_outputs(uninterrupted):
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_run) -> Path:
+    return uninterrupted_run[0]
+
+
+def test_run_outputs(uninterrupted, uninterrupted_run):
+    first = uninterrupted_run[1].splitlines()[0]
+    assert first.startswith(f"{CONFIG} on digits (48 train / 24 eval images, 10 classes): 2 epochs x 12 steps of 4 "
+                            "x 1 process(es) x 1 accumulation = 4 images; precision fp32; channels_last off"), first
+    assert json.loads((uninterrupted / "run.json").read_text())["precision"] == "fp32"  # not Accelerate's "no"
     m = metrics(uninterrupted)
     assert m["finished"] and [e["epoch"] for e in m["epochs"]] == [1, 2]
     for e in m["epochs"]:
@@ -359,6 +368,7 @@ def test_cub_recipe_starts_from_its_init_checkpoint(tmp_path, monkeypatch, capsy
     from convert_helpers import checkpoint_dict, reference_model, save_as_released
 
     from resnet_hub import commands, load_config, train
+    from resnet_hub.train import trainer
 
     cub = load_config("resnet50_8xb8_cub")
     seen = {}
@@ -367,7 +377,7 @@ def test_cub_recipe_starts_from_its_init_checkpoint(tmp_path, monkeypatch, capsy
         seen.update(config=cfg.name, checkpoint=checkpoint, num_classes=model.num_classes)
         raise ValueError("stopped after init")
 
-    monkeypatch.setattr(train, "_init_from_checkpoint", record)
+    monkeypatch.setattr(trainer, "_init_from_checkpoint", record)  # where run() looks it up
     folder = tmp_path / "birds"  # a tiny image folder: two classes, train and test splits
     for split in ("train", "test"):
         for label in ("albatross", "wren"):
@@ -386,7 +396,7 @@ def test_cub_recipe_starts_from_its_init_checkpoint(tmp_path, monkeypatch, capsy
                             "resnet50_8xb32_in1k")
     model = timm.create_model(cub.name, num_classes=10)
     head = model.fc.weight.clone()
-    train._init_from_checkpoint(model, cub, str(path))
+    trainer._init_from_checkpoint(model, cub, str(path))
     want = reference.backbone.state_dict()
     got = model.state_dict()
     assert all(torch.equal(got[k], v) for k, v in want.items() if k in got) and torch.equal(model.fc.weight, head)

@@ -34,6 +34,7 @@ from resnet_hub.train.device_data import (
     normalize,
     seeded_generator,
 )
+from resnet_hub.train.run_dir import software_versions
 from resnet_hub.zoo.configs import load_config
 
 __all__ = [
@@ -72,15 +73,9 @@ def _device_label(device: torch.device) -> str:
     return f"{device.type}: {torch.get_num_threads()} threads"
 
 
-def _versions() -> dict[str, Any]:
-    import torchvision
-
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "cuda": torch.version.cuda}
-
-
 def _row(name: str, ours: Optional[float], reference: Optional[float], device: Optional[torch.device],
          settings: dict[str, Any], skipped: Optional[str] = None) -> dict[str, Any]:
-    settings = dict(settings, target_img_per_s=TARGETS[name], **_versions())
+    settings = dict(settings, target_img_per_s=TARGETS[name], **software_versions())
     row = {"name": name, "ours": ours, "reference": reference,
            "ratio": None if ours is None or not reference else ours / reference, "unit": "img/s",
            "device": _device_label(device) if device is not None else "none", "settings": settings}

@@ -42,7 +42,7 @@ from PIL import Image, UnidentifiedImageError
 __all__ = [
     "DatasetSpec", "resolve_dataset", "ImageSplits", "load_splits", "digits_splits", "LabeledImages",
     "TrainBatchSampler", "TrainBatches", "LoaderBatches", "collate_images", "DeviceNormalize", "BadImages",
-    "to_rgb", "eval_loader", "DIGITS",
+    "to_rgb", "DIGITS",
 ]
 
 DIGITS = "digits"
@@ -416,10 +416,6 @@ class LoaderBatches:
         return iter(self.loader)
 
 
-def eval_loader(images: LabeledImages, batch_size: int, workers: int = 0, pin_memory: bool = False):
-    """A plain in-order DataLoader; ``Accelerator.prepare`` shards it for ``gather_for_metrics``."""
-    return torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                       collate_fn=collate_images, pin_memory=pin_memory)
 
 
 # ----------------------------------------------------------------------------- on the device

@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from typing import Mapping, Optional
 
-__all__ = ["add_arguments", "run", "config_of_model", "evaluate_model", "measured_result"]
+from resnet_hub.commands import non_negative_int, positive_int
+
+__all__ = ["add_arguments", "run", "config_of_model", "evaluate_model", "measured_result", "evaluate_loop",
+           "eval_collate"]
 
 
 def config_of_model(name: str):
@@ -75,7 +78,6 @@ def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers:
     from timm.data import resolve_data_config
 
     from .data import DeviceNormalize
-    from .trainer import eval_collate, evaluate_loop
 
     data_cfg = resolve_data_config({}, model=model)
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -122,6 +124,49 @@ def _check_same_weights(model, bundle: Path) -> None:
                          f"evaluate it with --model local-dir:{bundle}")
 
 
+def evaluate_loop(model, loader, accelerator, normalize, *, progress: bool = True, desc: str = "eval") -> dict:
+    """top-1/top-5 (percent) over ``loader`` (prepared by ``accelerator``), every sample counted once.
+
+    Batches are ``{"images", "labels", "valid"}``; unreadable images arrive as ``valid=False``
+    placeholders so every process gathers equal shapes, and are counted in ``skipped``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    model.eval()
+    correct1 = correct5 = seen = skipped = 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and accelerator.is_local_main_process))
+    with torch.inference_mode():
+        for batch in bar:
+            logits = model(normalize(batch["images"]))
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            labels = batch["labels"].to(top.device)
+            valid = batch["valid"].to(top.device)
+            top, labels, valid = accelerator.gather_for_metrics((top, labels, valid))
+            hits = top == labels[:, None]
+            correct1 += int((hits[:, 0] & valid).sum())
+            correct5 += int((hits.any(dim=1) & valid).sum())
+            seen += int(valid.sum())
+            skipped += int((~valid).sum())
+    model.train()
+    if seen == 0:
+        raise ValueError("no readable image in the evaluation split")
+    return {"top1": 100.0 * correct1 / seen, "top5": 100.0 * correct5 / seen, "images": seen, "skipped": skipped}
+
+
+def eval_collate(shape):
+    """Collate for evaluation: unreadable images become zero placeholders with ``valid=False``."""
+    import torch
+
+    def collate(samples):
+        images = [x if err is None else torch.zeros(shape, dtype=torch.uint8) for x, _, err in samples]
+        return {"images": torch.stack(images), "labels": torch.tensor([int(y) for _, y, _ in samples]),
+                "valid": torch.tensor([err is None for _, _, err in samples]),
+                "bad": [err for _, _, err in samples if err is not None]}
+    return collate
+
+
 def run(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
@@ -155,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         split = splits.train
     if splits.num_classes and splits.num_classes > model.num_classes:
         raise ValueError(f"dataset {spec.path} has {splits.num_classes} classes, the model {model.num_classes}")
-    if args.limit:
+    if args.limit is not None:
         split = split.select(range(min(args.limit, len(split))))
     images = D.LabeledImages(split, eval_transform(model), spec.image_column, spec.label_column)
     metrics = evaluate_model(model, images, accelerator, batch_size=args.batch_size, workers=args.workers,
@@ -206,10 +251,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's evaluation split)")
     p.add_argument("--image-column", default=None, help="image column (default: the config's)")
     p.add_argument("--label-column", default=None, help="label column (default: the config's)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per device per batch")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loading workers per device")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per device per batch")
+    p.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
+                   help="data loading workers per device")
     p.add_argument("--precision", default="no", choices=["no", "fp16", "bf16"], help="autocast precision")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images of the split")
     p.add_argument("--bad-images", default="skip", choices=["skip", "error"],
                    help="unreadable images: count them as skipped, or fail")
     p.add_argument("--json", default=None, help="also write the JSON result to this file")

@@ -1,14 +1,14 @@
 """Train a config's recipe with Accelerate: one CPU to many GPUs and machines, exact resume.
 
-    accelerate launch scripts/train.py --config resnet18_8xb16_cifar10 --dataset digits --epochs 3
+    resnet-hub train --config resnet18_8xb16_cifar10 --dataset digits --epochs 3
+    accelerate launch -m resnet_hub.train --config resnet18_8xb16_cifar10 --dataset digits --epochs 3
 
-The output dir holds ``run.json`` (what run this is), ``checkpoints/step-NNNNNNNNN/`` (the last
-``--keep`` complete ``Accelerator.save_state`` folders), ``metrics.json`` (per epoch: loss, lr,
-top-1, top-5, img/s), ``curves.png``, tensorboard logs under ``logs/`` and ``final/``: the
-best epoch's model as a Hub bundle (``timm.create_model("local-dir:OUT/final")``).
+:func:`run` reads top to bottom like accelerate's ``complete_cv_example.py``: the plan of the run
+(:mod:`resnet_hub.train.plan`), the Accelerator, data, model, one ``prepare``, resume, then the
+loop (:mod:`resnet_hub.train.loop`) and the run folder's outputs (:mod:`resnet_hub.train.run_dir`:
+``run.json``, checkpoints, ``metrics.json``, ``curves.png``, tensorboard logs under ``logs/`` and
+the best epoch's Hub bundle in ``final/``, ``timm.create_model("local-dir:OUT/final")``).
 
-Checkpoints are written into ``checkpoints/.tmp-*`` and renamed into place when complete, so
-a crash during a save leaves the last complete one usable; older ones are pruned only after.
 SIGTERM/SIGINT stop at the next optimizer step on every process, save, and exit 143/130;
 ``--resume`` continues from the latest complete checkpoint, mid-epoch included, and gives the
 weights an uninterrupted run would have.
@@ -16,30 +16,22 @@ weights an uninterrupted run would have.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import json
 import os
-import shutil
-import signal
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from resnet_hub.commands import non_negative_float, non_negative_int, positive_float, positive_int
 from resnet_hub.zoo.configs import HubConfig, load_config
 
-__all__ = ["add_arguments", "run", "TrainStep", "build_train_step", "create_model", "evaluate_loop", "Checkpoints",
-           "TRAINER_STATE"]
+from .evaluate import eval_collate, evaluate_loop, measured_result
+from .plan import PRECISIONS, TrainPlan, describe_phase, resolve_plan
+from .run_dir import TRAINER_STATE, Checkpoints, RunState, claim_output_dir, export_bundle, run_identity, write_metrics
 
-TRAINER_STATE = "trainer_state.json"
-RUN_FILE = "run.json"
-METRICS = "metrics.json"
-CURVES = "curves.png"
-PRECISIONS = ("auto", "no", "fp16", "bf16")
+__all__ = ["add_arguments", "run", "main", "TrainStep", "build_train_step", "create_model", "evaluate_loop",
+           "eval_collate", "Checkpoints", "TRAINER_STATE", "TrainPlan", "resolve_plan"]
 
 
 # ----------------------------------------------------------------------------- model
@@ -114,69 +106,6 @@ class TrainStep:
         return self.optimizer.param_groups[0]["lr"]
 
 
-def _fast_paths(args, device: torch.device) -> dict:
-    cuda = device.type == "cuda"
-
-    def auto(value, default):
-        return default if value is None else bool(value)
-
-    return dict(
-        channels_last=auto(args.channels_last, cuda),
-        compile=auto(args.compile, cuda),
-        fused=auto(args.fused_optimizer, cuda) and cuda,
-        pin_memory=auto(args.pin_memory, cuda) and cuda,
-        persistent_workers=True,
-    )
-
-
-def _data_on_device(choice: str, cfg: HubConfig, spec, device: torch.device) -> bool:
-    """Hold the training split on the device? ``auto``: on CUDA, for CIFAR-size images whose recipe the
-    device path supports; ``on`` insists (and says why it cannot); ``off`` never."""
-    from .device_data import DeviceAugmentation, UnsupportedOnDevice
-
-    if choice == "off":
-        return False
-    reason = None
-    if spec.streaming:
-        reason = "a streaming dataset is never all in memory"
-    else:
-        try:
-            DeviceAugmentation.from_config(cfg)
-        except UnsupportedOnDevice as e:
-            reason = str(e)
-    if choice == "on":
-        if reason:
-            raise ValueError(f"--data-on-device on: {reason}")
-        return True
-    return reason is None and device.type == "cuda" and cfg.eval.input_size <= 64
-
-
-def _train_transform(decode: str, training):
-    """The per-sample train transform: resnet_hub.train.pipeline's (torchvision decode, uint8 tensor ops)
-    where it implements the recipe, else timm/torchvision transforms on PIL images."""
-    from .pipeline import EncodedImageTransform
-    from .recipe import train_transform
-
-    if decode == "pil":
-        return train_transform(training)
-    try:
-        return EncodedImageTransform(training.augmentation)
-    except ValueError as e:  # e.g. RandAugment (the RSB recipes) exists for PIL images only
-        if decode == "torchvision":
-            raise ValueError(f"--decode torchvision: {e}") from None
-        return train_transform(training)
-
-
-def _precision(arg: str, cfg: HubConfig) -> str:
-    if arg != "auto":
-        return arg
-    if cfg.training.precision.type == "fp16" and torch.cuda.is_available():
-        return "fp16"
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
-
-
 def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per_epoch: int, num_classes: int,
                      fused: bool = False, channels_last: bool = False, compile: bool = False,
                      schedule=None) -> TrainStep:
@@ -210,273 +139,129 @@ def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per
     return step
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-
-def evaluate_loop(model, loader, accelerator, normalize, *, progress: bool = True, desc: str = "eval") -> dict:
-    """top-1/top-5 (percent) over ``loader`` (prepared by ``accelerator``), every sample counted once.
-
-    Batches are ``{"images", "labels", "valid"}``; unreadable images arrive as ``valid=False``
-    placeholders so every process gathers equal shapes, and are counted in ``skipped``.
-    """
-    from tqdm.auto import tqdm
-
-    model.eval()
-    correct1 = correct5 = seen = skipped = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and accelerator.is_local_main_process))
-    with torch.inference_mode():
-        for batch in bar:
-            logits = model(normalize(batch["images"]))
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
-            labels = batch["labels"].to(top.device)
-            valid = batch["valid"].to(top.device)
-            top, labels, valid = accelerator.gather_for_metrics((top, labels, valid))
-            hits = top == labels[:, None]
-            correct1 += int((hits[:, 0] & valid).sum())
-            correct5 += int((hits.any(dim=1) & valid).sum())
-            seen += int(valid.sum())
-            skipped += int((~valid).sum())
-    model.train()
-    if seen == 0:
-        raise ValueError("no readable image in the evaluation split")
-    return {"top1": 100.0 * correct1 / seen, "top5": 100.0 * correct5 / seen, "images": seen, "skipped": skipped}
-
-
-def eval_collate(shape):
-    """Collate for evaluation: unreadable images become zero placeholders with ``valid=False``."""
-    def collate(samples):
-        images = [x if err is None else torch.zeros(shape, dtype=torch.uint8) for x, _, err in samples]
-        return {"images": torch.stack(images), "labels": torch.tensor([int(y) for _, y, _ in samples]),
-                "valid": torch.tensor([err is None for _, _, err in samples]),
-                "bad": [err for _, _, err in samples if err is not None]}
-    return collate
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-class Checkpoints:
-    """``save_state`` folders under ``root``, complete or absent, the newest ``keep`` kept."""
-
-    def __init__(self, root: Path, accelerator, keep: int):
-        if keep < 1:
-            raise ValueError("--keep must be at least 1")
-        self.root, self.accelerator, self.keep = Path(root), accelerator, keep
-
-    def complete(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("step-"))
-
-    def latest(self) -> Optional[Path]:
-        done = self.complete()
-        return done[-1] if done else None
-
-    def required(self) -> list[str]:
-        acc = self.accelerator
-        names = ["model.safetensors", "optimizer.bin", TRAINER_STATE]
-        names += [f"random_states_{i}.pkl" for i in range(acc.num_processes)]
-        if acc.scaler is not None:
-            names.append("scaler.pt")
-        return names
-
-    def missing(self, folder: Path) -> list[str]:
-        return [n for n in self.required() if not (folder / n).is_file()]
-
-    def save(self, state: dict) -> Path:
-        acc = self.accelerator
-        final = self.root / f"step-{state['global_step']:09d}"
-        tmp = self.root / f".tmp-{final.name}"
-        if acc.is_main_process:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            _write_json(tmp / TRAINER_STATE, state)
-            missing = self.missing(tmp)
-            if missing:
-                raise RuntimeError(f"checkpoint {tmp} is missing {', '.join(missing)} after save_state")
-            if final.exists():  # the same update saved twice (step interval at an epoch's end)
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            _fsync_dir(self.root)
-            for old in self.complete()[:-self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
-
-    def load(self, folder: Path) -> dict:
-        missing = self.missing(folder)
-        if missing:
-            raise ValueError(f"checkpoint {folder} is incomplete: missing {', '.join(missing)} (written by "
-                             f"{self.accelerator.num_processes} process(es)"
-                             f"{' with fp16' if self.accelerator.scaler is not None else ''}?)")
-        self.accelerator.load_state(str(folder))
-        return json.loads((folder / TRAINER_STATE).read_text())
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- the run
 
 
-@dataclass
-class RunState:
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    best_top1: float = -1.0
-    best_epoch: int = -1
-    skipped_images: int = 0
-    history: list = field(default_factory=list)
-    # the epoch in progress, so that a resumed epoch reports what an uninterrupted one would
-    epoch_loss_sum: float = 0.0
-    epoch_loss_n: int = 0
-    epoch_seen: int = 0
-    epoch_time: float = 0.0
+def run(args: argparse.Namespace) -> int:
+    """Train ``args.config``'s recipe (flags: :func:`add_arguments`); 0 when done, 128 + N when stopped by signal N."""
+    from accelerate import PartialState
+    from accelerate.utils import set_seed
+
+    from .loop import StopSignal, agreed_stop, finish_epoch, train_one_epoch
+
+    # The plan first: every setting resolved once from the flags, the recipe and the processes, and
+    # printed, before anything runs. PartialState is the process group the Accelerator below joins.
+    cfg = load_config(args.config)
+    processes = PartialState(cpu=args.cpu)
+    device = processes.device
+    plan = resolve_plan(args, cfg, world_size=processes.num_processes, device_type=device.type,
+                        bf16_supported=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+                        streaming=args.streaming)
+    out = Path(args.output_dir or f"runs/{cfg.name}")
+    acc = _accelerator(plan, out, args)
+    set_seed(args.seed)
+
+    # Data, in the main process first so that one process downloads and caches.
+    spec, splits, label_names = _load_data(args, cfg, plan, acc)
+    for note in plan.notes if acc.is_main_process else ():
+        print(note, file=sys.stderr)
+
+    # Claim the run folder before writing into it: another run's folder is refused, files untouched.
+    identity = run_identity(cfg, splits.spec, plan, args)
+    if acc.is_main_process:
+        claim_output_dir(out, identity, args.resume)
+    acc.wait_for_everyone()
+
+    # The model, its training batches and eval loader, and one prepare in build_train_step.
+    model = _build_model(cfg, plan, resume=args.resume)
+    batches = _train_batches(args, cfg, plan, spec, splits, acc)
+    eval_dl = acc.prepare(_eval_loader(args, model, cfg, plan, spec, splits))
+    step = build_train_step(cfg, acc, model, lr=plan.lr, iters_per_epoch=batches.steps_per_epoch,
+                            num_classes=plan.num_classes, fused=plan.fused, channels_last=plan.channels_last,
+                            compile=plan.compile, schedule=plan.schedule)
+    _print_plan(acc, plan, cfg, spec, splits, batches.steps_per_epoch)
+
+    # Resume: weights, optimizer, RNG states and the position in the epoch of the latest checkpoint.
+    checkpoints = Checkpoints(out / "checkpoints", acc, args.keep)
+    state = _resume(checkpoints, step, batches.steps_per_epoch, out) if args.resume else RunState()
+    log = args.tracker != "none"
+    if log:
+        acc.init_trackers("train", config={"config": cfg.name, "dataset": spec.path, "epochs": plan.epochs,
+                                           "total_batch": plan.total_batch, "lr": plan.lr,
+                                           "precision": plan.precision, "seed": args.seed})
+
+    # The loop: train an epoch, evaluate it, export the best, write metrics, checkpoint.
+    stop = 0
+    with StopSignal() as signals:
+        while state.epoch < plan.epochs and not stop:
+            totals = train_one_epoch(step, batches, state, checkpoints, signals, plan=plan,
+                                     bad_images=args.bad_images, where=f"dataset {spec.path}",
+                                     checkpoint_steps=args.checkpoint_steps, log=log)
+            stop = totals.stop
+            if stop:
+                break
+            record, best = finish_epoch(step, eval_dl, state, totals, bad_images=args.bad_images,
+                                        epochs=plan.epochs, log=log)
+            if best and acc.is_main_process:
+                export_bundle(acc.unwrap_model(step.model), cfg, out / "final", label_names=label_names,
+                              model_kwargs=plan.model_kwargs, provenance=_provenance(plan, args, splits, record),
+                              measured=[measured_result(spec.path, splits.eval, splits.spec.eval_split, record)])
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                write_metrics(out, state, identity, plan.lr_scaling, finished=False)
+            checkpoints.save(state.to_checkpoint(lr=step.lr, epochs=plan.epochs,
+                                                 steps_per_epoch=batches.steps_per_epoch))
+            stop = agreed_stop(acc, signals.signum, every=1, step=0, last=True)
+    if acc.is_main_process:
+        write_metrics(out, state, identity, plan.lr_scaling, finished=not stop)
+    if log:
+        acc.end_training()
+    return _farewell(acc, state, out, stop)
 
 
-class _StopSignal:
-    """SIGTERM/SIGINT set a flag; the loop stops at the next optimizer step boundary."""
+def _accelerator(plan: TrainPlan, out: Path, args):
+    """The run's Accelerator: the plan's precision and accumulation, trackers, logs under ``out``."""
+    from accelerate import Accelerator
+    from accelerate.utils import (
+        DataLoaderConfiguration,
+        GradientAccumulationPlugin,
+        GradScalerKwargs,
+        ProjectConfiguration,
+    )
 
-    def __init__(self):
-        self.signum = 0
-        self.previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def _describe_phase(p) -> str:
-    if p.type == "linear":
-        extra = f"x{p.start_factor:g}->x{p.end_factor:g}"
-    elif p.type == "cosine":
-        extra = f"to {p.eta_min:g} over {p.t_max:g}"
-    else:
-        extra = f"milestones {list(p.milestones or ())} gamma {p.gamma:g}"
-    return f"{p.type} {extra} over epochs [{p.begin:g}, {p.end:g})"
+    handlers = [] if plan.static_loss_scale is None else [GradScalerKwargs(init_scale=plan.static_loss_scale)]
+    return Accelerator(
+        mixed_precision=plan.mixed_precision,
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=plan.grad_accum, sync_with_dataloader=False),
+        dataloader_config=DataLoaderConfiguration(even_batches=True),
+        log_with=None if args.tracker == "none" else [args.tracker], kwargs_handlers=handlers,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        cpu=args.cpu,
+    )
 
 
-def _model_kwargs(text: Optional[str]) -> dict:
-    if not text:
-        return {}
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--model-kwargs is not JSON ({e}): {text!r}") from None
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"--model-kwargs must be a JSON object, got {text!r}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+def _load_data(args, cfg: HubConfig, plan: TrainPlan, acc):
+    """The dataset's spec, its two splits (limited as asked) and the label names of the plan's classes."""
+    from . import data as D
 
-
-def _agreed_stop(acc, signum: int, *, every: int, step: int, last: bool) -> int:
-    """The signal any process received, agreed by all (a collective every ``every`` steps)."""
-    if acc.num_processes == 1:
-        return signum
-    if step % every and not last:
-        return 0
-    flag = acc.reduce(torch.tensor([signum], device=acc.device), reduction="max")
-    return int(flag.item())
-
-
-def _run_identity(cfg: HubConfig, spec, args, num_classes: int, virtual: int, precision: str,
-                  on_device: bool) -> dict:
-    text = cfg.path.read_bytes() if cfg.path else repr(cfg).encode()
-    return {
-        "config": cfg.name,
-        "config_sha256": hashlib.sha256(text).hexdigest(),
-        "dataset": spec.describe(),
-        "num_classes": num_classes,
-        "seed": args.seed,
-        "batch_size_per_device": args.batch_size,
-        "processes_x_accumulation": virtual,
-        "precision": precision,
-        "model_kwargs": args.model_kwargs,
-        "fit_schedule_to_epochs": args.epochs if args.fit_schedule else None,
-        # the device path draws augmentations per batch, the CPU path per image: not interchangeable mid-run
-        "data_on_device": on_device,
-        "decode": args.decode,
-    }
-
-
-def _claim_output_dir(out: Path, identity: dict, resume: bool) -> None:
-    run_file = out / RUN_FILE
-    if run_file.is_file():
-        old = json.loads(run_file.read_text())
-        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-        if diff:
-            what = ", ".join(f"{k}: {old.get(k)!r} there, {identity.get(k)!r} here" for k in diff)
-            raise FileExistsError(f"{out} holds a different run ({what}); choose another --output-dir")
-        if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
-            raise FileExistsError(f"{out} already holds checkpoints of this run; pass --resume to continue it "
-                                  "or choose another --output-dir")
-        return
-    if out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty and holds no resnet_hub run ({RUN_FILE}); choose another "
-                              "--output-dir")
-    if resume:
-        raise FileNotFoundError(f"--resume: {out} holds no run to resume")
-
-
-def _plot_curves(history: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(epochs, [h["loss"] for h in history], marker="o")
-    axes[0].set_title("training loss")
-    axes[1].plot(epochs, [h["top1"] for h in history], marker="o", label="top-1")
-    axes[1].plot(epochs, [h["top5"] for h in history], marker="o", label="top-5")
-    axes[1].set_title("validation accuracy (%)")
-    axes[1].legend()
-    axes[2].plot(epochs, [h["lr"] for h in history], marker="o")
-    axes[2].set_title("learning rate")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _versions() -> dict:
-    import accelerate
-    import timm
-
-    from resnet_hub import __version__
-    return {"resnet_hub": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "accelerate": accelerate.__version__}
+    spec = D.resolve_dataset(args.dataset, cfg, train_split=args.train_split, eval_split=args.eval_split,
+                             image_column=args.image_column, label_column=args.label_column,
+                             streaming=args.streaming)
+    with acc.main_process_first():
+        splits = D.load_splits(spec, cfg.eval.input_size)
+    n = plan.num_classes
+    if splits.num_classes and splits.num_classes != n:
+        raise ValueError(f"dataset {spec.path} has {splits.num_classes} classes but {plan.num_classes_from} says "
+                         f"{n}; pass --num-classes {splits.num_classes} to train a head of that size")
+    if args.limit_train or args.limit_eval:
+        if spec.streaming:
+            raise ValueError("--limit-train/--limit-eval are for map-style datasets, not --streaming")
+        if args.limit_train:
+            splits.train = splits.train.select(range(min(args.limit_train, len(splits.train))))
+        if args.limit_eval:
+            splits.eval = splits.eval.select(range(min(args.limit_eval, len(splits.eval))))
+    label_names = splits.label_names if len(splits.label_names) == n else tuple(map(str, range(n)))
+    return spec, splits, label_names
 
 
 def _init_from_checkpoint(model, cfg: HubConfig, checkpoint: str) -> None:
@@ -486,285 +271,126 @@ def _init_from_checkpoint(model, cfg: HubConfig, checkpoint: str) -> None:
     load_pretrained_backbone(model, checkpoint, cfg=cfg, prefix=prefix or "backbone")
 
 
-def run(args: argparse.Namespace) -> int:
-    from accelerate import Accelerator
-    from accelerate.utils import (
-        DataLoaderConfiguration,
-        GradientAccumulationPlugin,
-        GradScalerKwargs,
-        ProjectConfiguration,
-        set_seed,
-    )
-    from tqdm.auto import tqdm
-
-    from . import data as D
-    from .recipe import eval_transform, fit_schedule, scaled_lr
-
-    cfg = load_config(args.config)
-    t = cfg.training
-    args.batch_size = args.batch_size or t.batch_size_per_device
-    if args.batch_size < 1 or args.grad_accum < 1:
-        raise ValueError("--batch-size and --grad-accum must be at least 1")
-    if args.bad_images not in D.BAD_IMAGE_POLICIES:
-        raise ValueError(f"--bad-images {args.bad_images!r}; choose one of {', '.join(D.BAD_IMAGE_POLICIES)}")
-    precision = _precision(args.precision, cfg)
-    out = Path(args.output_dir or f"runs/{cfg.name}")
-
-    handlers = []
-    if precision == "fp16" and isinstance(t.precision.loss_scale, float):
-        handlers.append(GradScalerKwargs(init_scale=t.precision.loss_scale))
-    trackers = [] if args.tracker == "none" else [args.tracker]
-    accelerator = Accelerator(
-        mixed_precision=precision,
-        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=args.grad_accum, sync_with_dataloader=False),
-        dataloader_config=DataLoaderConfiguration(even_batches=True),
-        log_with=trackers or None, kwargs_handlers=handlers,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        cpu=args.cpu,
-    )
-    acc = accelerator
-    set_seed(args.seed)
-    world, rank = acc.num_processes, acc.process_index
-    virtual = world * args.grad_accum
-    total_batch = args.batch_size * virtual
-    fast = _fast_paths(args, acc.device)
-
-    # data
-    spec = D.resolve_dataset(args.dataset, cfg, train_split=args.train_split, eval_split=args.eval_split,
-                             image_column=args.image_column, label_column=args.label_column,
-                             streaming=args.streaming)
-    with acc.main_process_first():
-        splits = D.load_splits(spec, cfg.eval.input_size)
-    num_classes = args.num_classes or cfg.num_classes
-    if splits.num_classes and splits.num_classes != num_classes:
-        who = "--num-classes" if args.num_classes else f"config {cfg.name}"
-        raise ValueError(f"dataset {spec.path} has {splits.num_classes} classes but {who} says {num_classes}; "
-                         f"pass --num-classes {splits.num_classes} to train a head of that size")
-    if args.limit_train or args.limit_eval:
-        if spec.streaming:
-            raise ValueError("--limit-train/--limit-eval are for map-style datasets, not --streaming")
-        if args.limit_train:
-            splits.train = splits.train.select(range(min(args.limit_train, len(splits.train))))
-        if args.limit_eval:
-            splits.eval = splits.eval.select(range(min(args.limit_eval, len(splits.eval))))
-    if precision == "fp16" and acc.device.type == "cpu":
-        print("note: fp16 autocast needs a GPU; on the CPU Accelerate trains in fp32", file=sys.stderr)
-    label_names = splits.label_names if len(splits.label_names) == num_classes else tuple(map(str, range(num_classes)))
-
-    on_device = _data_on_device(args.data_on_device, cfg, spec, acc.device)
-    identity = _run_identity(cfg, splits.spec, args, num_classes, virtual, precision, on_device)
-    if acc.is_main_process:
-        _claim_output_dir(out, identity, args.resume)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / RUN_FILE, identity)
-    acc.wait_for_everyone()
-
-    # model and step
-    model_kwargs = _model_kwargs(args.model_kwargs)
-    model = create_model(cfg, num_classes=num_classes, drop_path_rate=t.drop_path_rate
-                         if args.drop_path_rate is None else args.drop_path_rate, **model_kwargs)
-    init_checkpoint = args.init_checkpoint
-    if init_checkpoint is None and t.init_from is not None:
-        init_checkpoint = t.init_from.url
-    if init_checkpoint and init_checkpoint != "none" and not args.resume:
-        _init_from_checkpoint(model, cfg, init_checkpoint)
-    sync_bn = t.sync_bn if args.sync_bn is None else args.sync_bn
-    if sync_bn and world > 1 and acc.device.type == "cuda":
+def _build_model(cfg: HubConfig, plan: TrainPlan, *, resume: bool) -> torch.nn.Module:
+    """A fresh model of the plan's classes, from its init checkpoint unless resuming, with SyncBN if planned."""
+    model = create_model(cfg, num_classes=plan.num_classes, drop_path_rate=plan.drop_path_rate, **plan.model_kwargs)
+    if plan.init_checkpoint and not resume:  # a resume loads every weight from its checkpoint
+        _init_from_checkpoint(model, cfg, plan.init_checkpoint)
+    if plan.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    elif sync_bn and world > 1:
-        acc.print("note: SyncBN needs CUDA; BatchNorm statistics stay per process on this device")
+    return model
 
-    train_tf = _train_transform(args.decode, t)
-    eval_tf = eval_transform(model)
-    if on_device:
+
+def _train_transform(decode: str, training):
+    """The per-sample train transform: resnet_hub.train.pipeline's (torchvision decode, uint8 tensor ops)
+    where it implements the recipe, else timm/torchvision transforms on PIL images."""
+    from .pipeline import EncodedImageTransform
+    from .recipe import train_transform
+
+    if decode == "pil":
+        return train_transform(training)
+    try:
+        return EncodedImageTransform(training.augmentation)
+    except ValueError as e:  # e.g. RandAugment (the RSB recipes) exists for PIL images only
+        if decode == "torchvision":
+            raise ValueError(f"--decode torchvision: {e}") from None
+        return train_transform(training)
+
+
+def _train_batches(args, cfg: HubConfig, plan: TrainPlan, spec, splits, acc):
+    """The training split as per-step batches (``data.TrainBatches``): on the device, streamed, or a DataLoader."""
+    from . import data as D
+
+    t, world, rank = cfg.training, acc.num_processes, acc.process_index
+    train_tf = _train_transform(plan.decode, t)
+    if plan.data_on_device:
         from .device_data import DeviceTrainBatches
 
-        batches = DeviceTrainBatches(cfg, splits.train, batch_size=args.batch_size, image_column=spec.image_column,
-                                     label_column=spec.label_column, device=acc.device, world_size=world, rank=rank,
-                                     accumulation=args.grad_accum, seed=args.seed)
-    elif spec.streaming:
+        return DeviceTrainBatches(cfg, splits.train, batch_size=plan.batch_size, image_column=spec.image_column,
+                                  label_column=spec.label_column, device=acc.device, world_size=world, rank=rank,
+                                  accumulation=plan.grad_accum, seed=args.seed)
+    if spec.streaming:
         from .streaming import StreamBatches
 
-        batches = StreamBatches(splits.train, train_tf, spec.image_column, spec.label_column,
-                                batch_size=args.batch_size, world_size=world, rank=rank, accumulation=args.grad_accum,
-                                seed=args.seed, steps_per_epoch=args.steps_per_epoch, workers=args.workers,
-                                pin_memory=fast["pin_memory"])
-    else:
-        sampler = D.TrainBatchSampler(len(splits.train), args.batch_size, world_size=world, rank=rank,
-                                      accumulation=args.grad_accum, seed=args.seed,
-                                      repeats=t.sampler.num_repeats if t.sampler.type == "repeat_aug" else None)
-        batches = D.LoaderBatches(D.LabeledImages(splits.train, train_tf, spec.image_column, spec.label_column,
-                                                  seed=args.seed),
-                                  sampler, workers=args.workers, pin_memory=fast["pin_memory"],
-                                  persistent_workers=fast["persistent_workers"])
-    steps_per_epoch = batches.steps_per_epoch
-    eval_images = D.LabeledImages(splits.eval, eval_tf, spec.image_column, spec.label_column)
-    input_shape = (3, cfg.eval.input_size, cfg.eval.input_size)
-    eval_dl = torch.utils.data.DataLoader(eval_images, batch_size=args.eval_batch_size or args.batch_size * 2,
-                                          shuffle=False, num_workers=args.workers, pin_memory=fast["pin_memory"],
-                                          persistent_workers=args.workers > 0, collate_fn=eval_collate(input_shape))
-    eval_dl = acc.prepare(eval_dl)
+        return StreamBatches(splits.train, train_tf, spec.image_column, spec.label_column,
+                             batch_size=plan.batch_size, world_size=world, rank=rank, accumulation=plan.grad_accum,
+                             seed=args.seed, steps_per_epoch=args.steps_per_epoch, workers=args.workers,
+                             pin_memory=plan.pin_memory)
+    sampler = D.TrainBatchSampler(len(splits.train), plan.batch_size, world_size=world, rank=rank,
+                                  accumulation=plan.grad_accum, seed=args.seed,
+                                  repeats=t.sampler.num_repeats if t.sampler.type == "repeat_aug" else None)
+    images = D.LabeledImages(splits.train, train_tf, spec.image_column, spec.label_column, seed=args.seed)
+    return D.LoaderBatches(images, sampler, workers=args.workers, pin_memory=plan.pin_memory,
+                           persistent_workers=plan.persistent_workers)
 
-    scaling = scaled_lr(t, total_batch, lr=args.lr, scale=not args.no_scale_lr)
-    epochs = args.epochs or t.epochs
-    schedule = fit_schedule(t.lr_schedule, t.epochs, epochs) if args.fit_schedule else t.lr_schedule
-    step = build_train_step(cfg, acc, model, lr=scaling.lr, iters_per_epoch=steps_per_epoch,
-                            num_classes=num_classes, fused=fast["fused"], channels_last=fast["channels_last"],
-                            compile=fast["compile"], schedule=schedule)
-    acc.print(f"{cfg.name} on {spec.path} ({len(splits.train) if not spec.streaming else '?'} train / "
-              f"{len(splits.eval) if not spec.streaming else '?'} eval images, {num_classes} classes): {epochs} epochs "
-              f"x {steps_per_epoch} steps of {args.batch_size} x {world} process(es) x {args.grad_accum} "
-              f"accumulation = {total_batch} images; precision {precision}; "
-              + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in fast.items()))
-    acc.print(scaling.message())
-    if args.fit_schedule:
-        acc.print(f"lr schedule fitted from the recipe's {t.epochs} epochs to {epochs}: "
-                  + "; ".join(_describe_phase(p) for p in schedule))
 
-    checkpoints = Checkpoints(out / "checkpoints", acc, args.keep)
-    state = RunState()
-    if args.resume:
-        latest = checkpoints.latest()
-        if latest is None:
-            raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}")
-        saved = checkpoints.load(latest)
-        state = RunState(**{k: saved[k] for k in RunState.__dataclass_fields__})
-        step.set_updates(state.global_step)
-        if abs(step.lr - saved["lr"]) > 1e-12 * max(1.0, abs(saved["lr"])):
-            raise ValueError(f"checkpoint {latest} was written with lr {saved['lr']} at update {state.global_step}, "
-                             f"this run's schedule gives {step.lr}; resume with the same --lr / --batch-size")
-        acc.print(f"resumed from {latest.name}: epoch {state.epoch}, step {state.step_in_epoch}/{steps_per_epoch}")
-    if trackers:
-        acc.init_trackers("train", config={"config": cfg.name, "dataset": spec.path, "epochs": epochs,
-                                           "total_batch": total_batch, "lr": scaling.lr, "precision": precision,
-                                           "seed": args.seed})
+def _eval_loader(args, model, cfg: HubConfig, plan: TrainPlan, spec, splits):
+    """The evaluation split in order, with the model's eval transform; ``prepare`` shards it."""
+    from . import data as D
+    from .recipe import eval_transform
 
-    def trainer_state() -> dict:
-        return dict(state.__dict__, lr=step.lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    images = D.LabeledImages(splits.eval, eval_transform(model), spec.image_column, spec.label_column)
+    shape = (3, cfg.eval.input_size, cfg.eval.input_size)
+    return torch.utils.data.DataLoader(images, batch_size=plan.eval_batch_size, shuffle=False,
+                                       num_workers=args.workers, pin_memory=plan.pin_memory,
+                                       persistent_workers=args.workers > 0, collate_fn=eval_collate(shape))
 
-    def write_outputs(finished: bool) -> None:
-        if not acc.is_main_process:
-            return
-        _write_json(out / METRICS, {"run": identity, "epochs": state.history, "best_epoch": state.best_epoch,
-                                    "best_top1": state.best_top1 if state.best_epoch >= 0 else None,
-                                    "skipped_images": state.skipped_images, "finished": finished,
-                                    "lr_scaling": scaling.message(), "versions": _versions()})
-        if state.history:
-            _plot_curves(state.history, out / CURVES)
 
-    def export_best(record: dict) -> None:
-        from resnet_hub.hub.bundle import write_bundle
-        from resnet_hub.train.evaluate import measured_result
+def _print_plan(acc, plan: TrainPlan, cfg: HubConfig, spec, splits, steps_per_epoch: int) -> None:
+    sizes = "? train / ? eval" if spec.streaming else f"{len(splits.train)} train / {len(splits.eval)} eval"
+    acc.print(f"{cfg.name} on {spec.path} ({sizes} images, {plan.num_classes} classes): "
+              + plan.summary(steps_per_epoch))
+    acc.print(plan.lr_scaling)
+    if plan.schedule_fitted:
+        acc.print(f"lr schedule fitted from the recipe's {plan.recipe_epochs} epochs to {plan.epochs}: "
+                  + "; ".join(describe_phase(p) for p in plan.schedule))
 
-        if not acc.is_main_process:
-            return
-        plain = acc.unwrap_model(step.model)
-        plain = getattr(plain, "_orig_mod", plain)
-        plain.pretrained_cfg = dict(plain.pretrained_cfg, label_names=list(label_names))
-        write_bundle(plain, cfg, out / "final", provenance={
-            "trained_with": "resnet_hub.train", "dataset": spec.path, "train_split": spec.train_split,
-            "eval_split": splits.spec.eval_split, "epoch": record["epoch"], "epochs": epochs,
-            "top1": round(record["top1"], 4), "top5": round(record["top5"], 4), "total_batch": total_batch,
-            "processes": world, "lr": scaling.lr, "seed": args.seed, "precision": precision,
-            "versions": _versions(),
-        }, model_args=model_kwargs, measured=[measured_result(spec.path, splits.eval, splits.spec.eval_split, record)])
 
-    stop = 0
-    with _StopSignal() as signals:
-        while state.epoch < epochs and not stop:
-            epoch = state.epoch
-            step.model.train()
-            start, seen = time.perf_counter(), 0
-            loss_sum = torch.tensor(state.epoch_loss_sum, device=acc.device)
-            loss_n = state.epoch_loss_n
-            bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}",
-                       disable=not acc.is_local_main_process, dynamic_ncols=True)
-            micro = 0
-            try:
-                for batch in batches.batches(epoch, state.step_in_epoch):
-                    if batch["bad"]:
-                        if args.bad_images == "error":
-                            raise D.BadImages(f"unreadable training image ({batch['bad'][0]}); pass --bad-images skip "
-                                              "to drop and count such images")
-                        state.skipped_images += len(batch["bad"])
-                    if len(batch["labels"]) == 0:
-                        raise D.BadImages(f"every image of a training batch is unreadable ({batch['bad'][0]})")
-                    D.check_labels(batch["labels"], num_classes, f"dataset {spec.path}")
-                    loss = step(batch["images"], batch["labels"])
-                    loss_sum += loss * len(batch["labels"])
-                    loss_n += len(batch["labels"])
-                    micro += 1
-                    if micro % args.grad_accum:
-                        continue
-                    state.step_in_epoch += 1
-                    state.global_step += 1
-                    seen += total_batch
-                    elapsed = time.perf_counter() - start
-                    bar.update(1)
-                    if state.global_step % 10 == 0 or state.step_in_epoch == steps_per_epoch:
-                        # .item() waits for the device: only every 10 steps
-                        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{step.lr:.3g}", img_s=f"{seen / elapsed:.0f}")
-                        if trackers:
-                            acc.log({"train/loss": loss.item(), "train/lr": step.lr}, step=state.global_step)
-                    stop = _agreed_stop(acc, signals.signum, every=1 if world == 1 else 10, step=state.global_step,
-                                        last=state.step_in_epoch == steps_per_epoch)
-                    if stop or (args.checkpoint_steps and state.global_step % args.checkpoint_steps == 0):
-                        state.epoch_loss_sum, state.epoch_loss_n = float(loss_sum), loss_n
-                        state.epoch_seen, state.epoch_time = state.epoch_seen + seen, state.epoch_time + elapsed
-                        seen, start = 0, time.perf_counter()
-                        checkpoints.save(trainer_state())
-                    if stop:
-                        break
-            finally:
-                bar.close()  # before any error line
-            if stop:
-                break
-            train_time = time.perf_counter() - start + state.epoch_time
-            seen += state.epoch_seen
-            totals = torch.stack([loss_sum.float(), torch.tensor(float(loss_n), device=acc.device)])
-            totals = acc.reduce(totals, reduction="sum") if world > 1 else totals
-            metrics = evaluate_loop(step.model, eval_dl, acc, step.normalize, desc=f"eval {epoch + 1}")
-            record = {"epoch": epoch + 1, "loss": float(totals[0] / max(totals[1], 1)),
-                      "lr": step.last_lr if step.last_lr is not None else step.lr,
-                      "top1": metrics["top1"], "top5": metrics["top5"],
-                      "images_per_s": seen / train_time if train_time > 0 else None,
-                      "train_time_s": train_time, "eval_images": metrics["images"],
-                      "eval_skipped_images": metrics["skipped"]}
-            if args.bad_images == "error" and metrics["skipped"]:
-                raise D.BadImages(f"{metrics['skipped']} unreadable evaluation image(s); pass --bad-images skip to "
-                                  "drop and count them")
-            state.history.append(record)
-            acc.print(f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}  lr {record['lr']:.4g}  "
-                      f"top-1 {record['top1']:.2f}  top-5 {record['top5']:.2f}  "
-                      f"{record['images_per_s'] or 0:.0f} img/s")
-            if trackers:
-                acc.log({"eval/top1": record["top1"], "eval/top5": record["top5"], "train/epoch_loss": record["loss"]},
-                        step=state.global_step)
-            state.epoch, state.step_in_epoch = epoch + 1, 0
-            state.epoch_loss_sum, state.epoch_loss_n, state.epoch_seen, state.epoch_time = 0.0, 0, 0, 0.0
-            if record["top1"] > state.best_top1:
-                state.best_top1, state.best_epoch = record["top1"], epoch + 1
-                export_best(record)
-            acc.wait_for_everyone()
-            write_outputs(finished=False)
-            checkpoints.save(trainer_state())
-            stop = _agreed_stop(acc, signals.signum, every=1, step=0, last=True)
-    write_outputs(finished=not stop)
-    if trackers:
-        acc.end_training()
+def _resume(checkpoints: Checkpoints, step: TrainStep, steps_per_epoch: int, out: Path) -> RunState:
+    """The state of the latest complete checkpoint, loaded into the prepared model, optimizer and RNGs."""
+    latest = checkpoints.latest()
+    if latest is None:
+        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}")
+    saved = checkpoints.load(latest)
+    state = RunState.from_checkpoint(saved)
+    step.set_updates(state.global_step)
+    if abs(step.lr - saved["lr"]) > 1e-12 * max(1.0, abs(saved["lr"])):
+        raise ValueError(f"checkpoint {latest} was written with lr {saved['lr']} at update {state.global_step}, "
+                         f"this run's schedule gives {step.lr}; resume with the same --lr / --batch-size")
+    step.accelerator.print(f"resumed from {latest.name}: epoch {state.epoch}, step {state.step_in_epoch}/"
+                           f"{steps_per_epoch}")
+    return state
+
+
+def _provenance(plan: TrainPlan, args, splits, record: dict) -> dict:
+    """How the bundle of ``record``'s epoch was trained, for its card and weights' metadata."""
+    return {"trained_with": "resnet_hub.train", "dataset": splits.spec.path, "train_split": splits.spec.train_split,
+            "eval_split": splits.spec.eval_split, "epoch": record["epoch"], "epochs": plan.epochs,
+            "top1": round(record["top1"], 4), "top5": round(record["top5"], 4), "total_batch": plan.total_batch,
+            "processes": plan.world_size, "lr": plan.lr, "seed": args.seed, "precision": plan.precision}
+
+
+def _farewell(acc, state: RunState, out: Path, stop: int) -> int:
     if stop:
         acc.print(f"stopped by signal {stop} at epoch {state.epoch}, step {state.step_in_epoch}; checkpoint saved. "
                   "Continue with --resume.")
         return 128 + stop
-    if acc.is_main_process:
-        best = state.best_epoch
-        acc.print(f"done: best top-1 {state.best_top1:.2f} at epoch {best}; bundle in {out / 'final'} "
-                  f"(timm.create_model('local-dir:{out / 'final'}'))")
+    acc.print(f"done: best top-1 {state.best_top1:.2f} at epoch {state.best_epoch}; bundle in {out / 'final'} "
+              f"(timm.create_model('local-dir:{out / 'final'}'))")
     return 0
 
 
+# ----------------------------------------------------------------------------- command line
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    p = parser
+    """The trainer's flags, in three groups: the data, the recipe's hyperparameters, the run."""
+    _add_data_arguments(parser.add_argument_group("data"))
+    _add_recipe_arguments(parser.add_argument_group("recipe (default: the config's)"))
+    _add_run_arguments(parser.add_argument_group("run"))
+
+
+def _add_data_arguments(p) -> None:
     p.add_argument("--config", required=True,
                    help="config name (resnet_hub.list_configs()) or a hub_configs-style YAML file")
     p.add_argument("--dataset", default=None,
@@ -777,47 +403,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default=None, help="label column of the dataset (default: the config's)")
     p.add_argument("--streaming", action="store_true",
                    help="stream the training split (ImageNet-scale data), split across processes")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
+    p.add_argument("--steps-per-epoch", type=positive_int, default=None,
                    help="steps per epoch for a streaming dataset whose size is not known")
-    p.add_argument("--limit-train", type=int, default=None,
+    p.add_argument("--limit-train", type=positive_int, default=None,
                    help="train on the first N images of the training split only (quick checks)")
-    p.add_argument("--limit-eval", type=int, default=None,
+    p.add_argument("--limit-eval", type=positive_int, default=None,
                    help="evaluate on the first N images of the evaluation split only")
-    p.add_argument("--num-classes", type=int, default=None,
+    p.add_argument("--num-classes", type=positive_int, default=None,
                    help="classifier size when the dataset's classes differ from the config's")
     p.add_argument("--bad-images", default="skip", choices=["skip", "error"],
                    help="unreadable images: drop and count them, or stop with an error")
-    p.add_argument("--output-dir", default=None, help="run folder (default: runs/CONFIG)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
+                   help="data loading worker processes per device")
+    p.add_argument("--decode", choices=("auto", "torchvision", "pil"), default="auto",
+                   help="training images: torchvision decode + uint8 tensor augmentation (resnet_hub.train.pipeline, "
+                        "measured faster in benchmarks/RESULTS.md) or PIL + timm/torchvision transforms; auto: "
+                        "torchvision where it implements the recipe (all but RandAugment)")
+    p.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
+                   help="hold the whole training split on the device as uint8 and augment it there in batches "
+                        "(resnet_hub/device_data.py); auto: on CUDA for CIFAR-size images")
+
+
+def _add_recipe_arguments(p) -> None:
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs to train (default: the recipe's); the lr schedule stays the recipe's, in epochs")
     p.add_argument("--fit-schedule", action="store_true",
                    help="stretch the recipe's lr schedule (warmup, milestones, cosine length) to --epochs")
-    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
-    p.add_argument("--batch-size", type=int, default=None, help="images per device per step (default: the recipe's)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches accumulated per optimizer step")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per device per step (default: the recipe's)")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches accumulated per optimizer step")
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="base lr used as given (default: the recipe's, scaled linearly to the total batch)")
     p.add_argument("--no-scale-lr", action="store_true",
                    help="keep the recipe's lr when the total batch differs from its base batch")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="mixed precision: auto = fp16 for fp16 recipes and bf16 on CUDA devices that have it, "
-                        "else fp32 ('no')")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="data loading worker processes per device")
-    p.add_argument("--seed", type=int, default=0, help="seed for the data order, augmentation and initialisation")
-    p.add_argument("--checkpoint-steps", type=int, default=0,
-                   help="also checkpoint every N optimizer steps (0: at the end of each epoch only)")
-    p.add_argument("--keep", type=int, default=3, help="complete checkpoints to keep")
-    p.add_argument("--eval-batch-size", type=int, default=None, help="images per device per eval batch")
+                   help="mixed precision: auto = on CUDA, fp16 for fp16 recipes, else bf16 where the device has it; "
+                        "fp32 elsewhere ('no' is Accelerate's word for fp32)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed for the data order, augmentation and initialisation")
     p.add_argument("--model-kwargs", default=None,
                    help='extra timm.create_model arguments as JSON, e.g. \'{"channels": [16, 32, 64, 128]}\' for a '
                         "narrow smoke-test model; recorded in run.json and the bundle's config.json")
-    p.add_argument("--drop-path-rate", type=float, default=None, help="stochastic depth (default: the recipe's)")
+    p.add_argument("--drop-path-rate", type=non_negative_float, default=None,
+                   help="stochastic depth (default: the recipe's)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="SyncBatchNorm across processes on CUDA (default: the recipe's)")
     p.add_argument("--init-checkpoint", default=None,
                    help="backbone weights to start from, path or URL (default: the recipe's init_from, e.g. CUB's "
                         "ImageNet-21k model; 'none' for random init)")
+    p.add_argument("--eval-batch-size", type=positive_int, default=None, help="images per device per eval batch")
+
+
+def _add_run_arguments(p) -> None:
+    p.add_argument("--output-dir", default=None, help="run folder (default: runs/CONFIG)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
+    p.add_argument("--checkpoint-steps", type=positive_int, default=None,
+                   help="also checkpoint every N optimizer steps (default: at the end of each epoch only)")
+    p.add_argument("--keep", type=positive_int, default=3, help="complete checkpoints to keep")
     p.add_argument("--tracker", default="tensorboard",
                    help="Accelerate tracker for init_trackers (tensorboard, wandb, ...; 'none' to disable)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -828,20 +470,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="torch's fused optimizer kernel where there is one (CUDA only; default on there)")
     p.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="pinned host memory for non-blocking copies (default: on for CUDA)")
-    p.add_argument("--decode", choices=("auto", "torchvision", "pil"), default="auto",
-                   help="training images: torchvision decode + uint8 tensor augmentation (resnet_hub.train.pipeline, "
-                        "measured faster in benchmarks/RESULTS.md) or PIL + timm/torchvision transforms; auto: "
-                        "torchvision where it implements the recipe (all but RandAugment)")
-    p.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
-                   help="hold the whole training split on the device as uint8 and augment it there in batches "
-                        "(resnet_hub/device_data.py); auto: on CUDA for CIFAR-size images")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when an accelerator is present")
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: Optional[str] = None) -> int:
     from resnet_hub.commands import main as command_main
 
-    return command_main(add_arguments, run, __doc__.split("\n\n")[0], argv)
+    return command_main(add_arguments, run, __doc__.split("\n\n")[0], argv, prog=prog)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,149 @@
+"""The training loop: one epoch of optimizer steps, the epoch's evaluation, and stopping on a signal.
+
+:func:`train_one_epoch` runs the steps of an epoch (or its rest, after a resume) and checkpoints
+every ``--checkpoint-steps``; :func:`finish_epoch` evaluates and records it. SIGTERM/SIGINT
+(:class:`StopSignal`) stop at the next optimizer step on every process (:func:`agreed_stop`).
+"""
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import data as D
+from .evaluate import evaluate_loop
+from .run_dir import RunState
+
+__all__ = ["train_one_epoch", "finish_epoch", "EpochTotals", "StopSignal", "agreed_stop"]
+
+
+class StopSignal:
+    """SIGTERM/SIGINT set a flag; the loop stops at the next optimizer step boundary."""
+
+    def __init__(self):
+        self.signum = 0
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def agreed_stop(acc, signum: int, *, every: int, step: int, last: bool) -> int:
+    """The signal any process received, agreed by all (a collective every ``every`` steps)."""
+    if acc.num_processes == 1:
+        return signum
+    if step % every and not last:
+        return 0
+    flag = acc.reduce(torch.tensor([signum], device=acc.device), reduction="max")
+    return int(flag.item())
+
+
+@dataclass
+class EpochTotals:
+    """What an epoch's steps add up to on this process, for its record."""
+    loss_sum: torch.Tensor
+    loss_n: int
+    images: int  # over all processes
+    seconds: float
+    stop: int = 0  # the signal that stopped the epoch early, 0 if it ran to its end
+
+
+def check_batch(batch: dict, state: RunState, *, bad_images: str, num_classes: int, where: str) -> None:
+    """Count the images a batch dropped, or stop with one clear error."""
+    if batch["bad"]:
+        if bad_images == "error":
+            raise D.BadImages(f"unreadable training image ({batch['bad'][0]}); pass --bad-images skip "
+                              "to drop and count such images")
+        state.skipped_images += len(batch["bad"])
+    if len(batch["labels"]) == 0:
+        raise D.BadImages(f"every image of a training batch is unreadable ({batch['bad'][0]})")
+    D.check_labels(batch["labels"], num_classes, where)
+
+
+def train_one_epoch(step, batches, state: RunState, checkpoints, signals: StopSignal, *, plan, bad_images: str,
+                    where: str, checkpoint_steps: int, log: bool) -> EpochTotals:
+    """The optimizer steps of epoch ``state.epoch`` from ``state.step_in_epoch`` on; ``state`` follows along."""
+    from tqdm.auto import tqdm
+
+    acc, steps_per_epoch = step.accelerator, batches.steps_per_epoch
+    step.model.train()
+    start, seen, micro, stop = time.perf_counter(), 0, 0, 0
+    # a resumed epoch continues the sums it had when it was checkpointed
+    loss_sum = torch.tensor(state.epoch_loss_sum, device=acc.device)
+    loss_n = state.epoch_loss_n
+    bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{plan.epochs}",
+               disable=not acc.is_local_main_process, dynamic_ncols=True)
+    try:
+        for batch in batches.batches(state.epoch, state.step_in_epoch):
+            check_batch(batch, state, bad_images=bad_images, num_classes=plan.num_classes, where=where)
+            loss = step(batch["images"], batch["labels"])
+            loss_sum += loss * len(batch["labels"])
+            loss_n += len(batch["labels"])
+            micro += 1
+            if micro % plan.grad_accum:  # mid accumulation cycle: no optimizer step yet
+                continue
+            state.step_in_epoch += 1
+            state.global_step += 1
+            seen += plan.total_batch
+            elapsed = time.perf_counter() - start
+            bar.update(1)
+            if state.global_step % 10 == 0 or state.step_in_epoch == steps_per_epoch:
+                # .item() waits for the device: only every 10 steps
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{step.lr:.3g}", img_s=f"{seen / elapsed:.0f}")
+                if log:
+                    acc.log({"train/loss": loss.item(), "train/lr": step.lr}, step=state.global_step)
+            stop = agreed_stop(acc, signals.signum, every=1 if acc.num_processes == 1 else 10,
+                               step=state.global_step, last=state.step_in_epoch == steps_per_epoch)
+            if stop or (checkpoint_steps and state.global_step % checkpoint_steps == 0):
+                state.epoch_loss_sum, state.epoch_loss_n = float(loss_sum), loss_n
+                state.epoch_seen, state.epoch_time = state.epoch_seen + seen, state.epoch_time + elapsed
+                seen, start = 0, time.perf_counter()
+                checkpoints.save(state.to_checkpoint(lr=step.lr, epochs=plan.epochs, steps_per_epoch=steps_per_epoch))
+            if stop:
+                break
+    finally:
+        bar.close()  # before any error line
+    return EpochTotals(loss_sum, loss_n, seen + state.epoch_seen, time.perf_counter() - start + state.epoch_time,
+                       stop)
+
+
+def finish_epoch(step, eval_loader, state: RunState, totals: EpochTotals, *, bad_images: str, epochs: int,
+                 log: bool) -> tuple[dict, bool]:
+    """Evaluate the epoch just trained, record it in ``state`` and print it; returns the record and
+    whether its top-1 is the best so far."""
+    acc, epoch = step.accelerator, state.epoch
+    sums = torch.stack([totals.loss_sum.float(), torch.tensor(float(totals.loss_n), device=acc.device)])
+    sums = acc.reduce(sums, reduction="sum") if acc.num_processes > 1 else sums
+    metrics = evaluate_loop(step.model, eval_loader, acc, step.normalize, desc=f"eval {epoch + 1}")
+    record = {"epoch": epoch + 1, "loss": float(sums[0] / max(sums[1], 1)),
+              "lr": step.last_lr if step.last_lr is not None else step.lr,
+              "top1": metrics["top1"], "top5": metrics["top5"],
+              "images_per_s": totals.images / totals.seconds if totals.seconds > 0 else None,
+              "train_time_s": totals.seconds, "eval_images": metrics["images"],
+              "eval_skipped_images": metrics["skipped"]}
+    if bad_images == "error" and metrics["skipped"]:
+        raise D.BadImages(f"{metrics['skipped']} unreadable evaluation image(s); pass --bad-images skip to "
+                          "drop and count them")
+    state.history.append(record)
+    acc.print(f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}  lr {record['lr']:.4g}  "
+              f"top-1 {record['top1']:.2f}  top-5 {record['top5']:.2f}  {record['images_per_s'] or 0:.0f} img/s")
+    if log:
+        acc.log({"eval/top1": record["top1"], "eval/top5": record["top5"], "train/epoch_loss": record["loss"]},
+                step=state.global_step)
+    state.epoch, state.step_in_epoch = epoch + 1, 0
+    state.epoch_loss_sum, state.epoch_loss_n, state.epoch_seen, state.epoch_time = 0.0, 0, 0, 0.0
+    best = record["top1"] > state.best_top1
+    if best:
+        state.best_top1, state.best_epoch = record["top1"], epoch + 1
+    return record, best

@@ -1,0 +1,251 @@
+"""A training run's folder: who it belongs to, its checkpoints, metrics, curves and final bundle.
+
+    OUT/run.json                      what run this is (config, data, batch, precision, ...)
+    OUT/checkpoints/step-NNNNNNNNN/   the last ``--keep`` complete ``Accelerator.save_state`` folders
+    OUT/metrics.json, OUT/curves.png  per epoch: loss, lr, top-1, top-5, img/s
+    OUT/final/                        the best epoch's model as a Hub bundle (``local-dir:OUT/final``)
+
+A folder holding another run (a different ``run.json``) or other files is refused. Checkpoints are
+written into ``checkpoints/.tmp-*`` and renamed into place when complete, so a crash during a save
+leaves the last complete one usable; older ones are pruned only after.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["RunState", "Checkpoints", "run_identity", "claim_output_dir", "write_metrics", "export_bundle",
+           "software_versions", "RUN_FILE", "METRICS", "CURVES", "TRAINER_STATE"]
+
+TRAINER_STATE = "trainer_state.json"
+RUN_FILE = "run.json"
+METRICS = "metrics.json"
+CURVES = "curves.png"
+
+
+@dataclass
+class RunState:
+    """Where the run is; saved with every checkpoint (``trainer_state.json``) and restored on resume."""
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_top1: float = -1.0
+    best_epoch: int = -1
+    skipped_images: int = 0
+    history: list = field(default_factory=list)
+    # the epoch in progress, so that a resumed epoch reports what an uninterrupted one would
+    epoch_loss_sum: float = 0.0
+    epoch_loss_n: int = 0
+    epoch_seen: int = 0
+    epoch_time: float = 0.0
+
+    def to_checkpoint(self, *, lr: float, epochs: int, steps_per_epoch: int) -> dict:
+        return dict(self.__dict__, lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> "RunState":
+        return cls(**{k: saved[k] for k in cls.__dataclass_fields__})
+
+
+# ----------------------------------------------------------------------------- claiming the folder
+
+
+def run_identity(cfg, spec, plan, args) -> dict:
+    """What makes two runs the same run: a resume must match it field by field."""
+    text = cfg.path.read_bytes() if cfg.path else repr(cfg).encode()
+    return {
+        "config": cfg.name,
+        "config_sha256": hashlib.sha256(text).hexdigest(),
+        "dataset": spec.describe(),
+        "num_classes": plan.num_classes,
+        "seed": args.seed,
+        "batch_size_per_device": plan.batch_size,
+        "processes_x_accumulation": plan.world_size * plan.grad_accum,
+        "precision": plan.precision,
+        "model_kwargs": args.model_kwargs,
+        "fit_schedule_to_epochs": plan.epochs if plan.schedule_fitted else None,
+        # the device path draws augmentations per batch, the CPU path per image: not interchangeable mid-run
+        "data_on_device": plan.data_on_device,
+        "decode": plan.decode,
+    }
+
+
+def claim_output_dir(out: Path, identity: dict, resume: bool) -> None:
+    """Refuse ``out`` if it holds another run, checkpoints of this one without ``resume``, or other files;
+    then write ``run.json``. Call on the main process only."""
+    run_file = out / RUN_FILE
+    if run_file.is_file():
+        old = json.loads(run_file.read_text())
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if diff:
+            what = ", ".join(f"{k}: {old.get(k)!r} there, {identity.get(k)!r} here" for k in diff)
+            raise FileExistsError(f"{out} holds a different run ({what}); choose another --output-dir")
+        if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
+            raise FileExistsError(f"{out} already holds checkpoints of this run; pass --resume to continue it "
+                                  "or choose another --output-dir")
+    elif out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty and holds no resnet_hub run ({RUN_FILE}); choose another "
+                              "--output-dir")
+    elif resume:
+        raise FileNotFoundError(f"--resume: {out} holds no run to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(run_file, identity)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoints:
+    """``save_state`` folders under ``root``, complete or absent, the newest ``keep`` kept."""
+
+    def __init__(self, root: Path, accelerator, keep: int):
+        if keep < 1:
+            raise ValueError("--keep must be at least 1")
+        self.root, self.accelerator, self.keep = Path(root), accelerator, keep
+
+    def complete(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+    def latest(self) -> Optional[Path]:
+        done = self.complete()
+        return done[-1] if done else None
+
+    def required(self) -> list[str]:
+        """The files ``Accelerator.save_state`` writes for one model and one optimizer, and ours."""
+        from accelerate.utils.constants import OPTIMIZER_NAME, RNG_STATE_NAME, SAFE_WEIGHTS_NAME, SCALER_NAME
+
+        acc = self.accelerator
+        names = [SAFE_WEIGHTS_NAME, f"{OPTIMIZER_NAME}.bin", TRAINER_STATE]
+        names += [f"{RNG_STATE_NAME}_{i}.pkl" for i in range(acc.num_processes)]
+        if acc.scaler is not None:
+            names.append(SCALER_NAME)
+        return names
+
+    def missing(self, folder: Path) -> list[str]:
+        return [n for n in self.required() if not (folder / n).is_file()]
+
+    def save(self, state: dict) -> Path:
+        acc = self.accelerator
+        final = self.root / f"step-{state['global_step']:09d}"
+        tmp = self.root / f".tmp-{final.name}"
+        if acc.is_main_process:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            _write_json(tmp / TRAINER_STATE, state)
+            missing = self.missing(tmp)
+            if missing:
+                raise RuntimeError(f"checkpoint {tmp} is missing {', '.join(missing)} after save_state")
+            if final.exists():  # the same update saved twice (step interval at an epoch's end)
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _fsync_dir(self.root)
+            for old in self.complete()[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def load(self, folder: Path) -> dict:
+        missing = self.missing(folder)
+        if missing:
+            raise ValueError(f"checkpoint {folder} is incomplete: missing {', '.join(missing)} (written by "
+                             f"{self.accelerator.num_processes} process(es)"
+                             f"{' with fp16' if self.accelerator.scaler is not None else ''}?)")
+        self.accelerator.load_state(str(folder))
+        return json.loads((folder / TRAINER_STATE).read_text())
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- metrics, curves, bundle
+
+
+def software_versions() -> dict:
+    """The versions that made a result: recorded in metrics, bundles and benchmark rows."""
+    import timm
+    import torch
+    import torchvision
+
+    from resnet_hub import __version__
+
+    versions = {"resnet_hub": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+                "timm": timm.__version__, "cuda": torch.version.cuda}
+    try:
+        import accelerate
+    except ImportError:  # a benchmark of inference only
+        return versions
+    return dict(versions, accelerate=accelerate.__version__)
+
+
+def write_metrics(out: Path, state: RunState, identity: dict, lr_scaling: str, finished: bool) -> None:
+    """``metrics.json`` and ``curves.png`` as of now; call on the main process only."""
+    _write_json(out / METRICS, {"run": identity, "epochs": state.history, "best_epoch": state.best_epoch,
+                                "best_top1": state.best_top1 if state.best_epoch >= 0 else None,
+                                "skipped_images": state.skipped_images, "finished": finished,
+                                "lr_scaling": lr_scaling, "versions": software_versions()})
+    if state.history:
+        plot_curves(state.history, out / CURVES)
+
+
+def plot_curves(history: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(epochs, [h["loss"] for h in history], marker="o")
+    axes[0].set_title("training loss")
+    axes[1].plot(epochs, [h["top1"] for h in history], marker="o", label="top-1")
+    axes[1].plot(epochs, [h["top5"] for h in history], marker="o", label="top-5")
+    axes[1].set_title("validation accuracy (%)")
+    axes[1].legend()
+    axes[2].plot(epochs, [h["lr"] for h in history], marker="o")
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def export_bundle(model, cfg, folder: Path, *, label_names, model_kwargs: dict, provenance: dict,
+                  measured=()) -> None:
+    """The trained ``model`` (unwrapped) as a Hub bundle in ``folder``: its provenance in the card and weights,
+    ``measured`` results (:class:`resnet_hub.hub.card.MeasuredResult`) in the card's model-index, and
+    architecture arguments beyond the config's in config.json's ``model_args``."""
+    from resnet_hub.hub.bundle import write_bundle
+
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper holds the plain model
+    model.pretrained_cfg = dict(model.pretrained_cfg, label_names=list(label_names))
+    write_bundle(model, cfg, folder, provenance=dict(provenance, versions=software_versions()),
+                 model_args=model_kwargs, measured=list(measured))
