@@ -351,6 +351,30 @@ def test_checkpoint_meta_must_agree_with_the_config(small):
         mmpretrain_to_timm({"model": content["state_dict"], "epoch": 3}, cfg)
 
 
+
+@pytest.mark.parametrize("fmt, field", [("mmcls-v0", "meta.CLASSES"), ("mmpretrain-1.x", "meta.dataset_meta.classes")])
+def test_class_names_in_meta_are_checked_alike_in_both_formats(small, fmt, field):
+    """An empty list (or tuple) records no class names in either format; a non-empty one must fit."""
+    reference, _, _ = small
+    cfg = load_config(SMALL)
+
+    def with_classes(classes):
+        content = checkpoint_dict(reference, SMALL, fmt)
+        holder = content["meta"]["dataset_meta"] if fmt == "mmpretrain-1.x" else content["meta"]
+        holder["classes" if fmt == "mmpretrain-1.x" else "CLASSES"] = classes
+        return content
+
+    want = mmpretrain_to_timm(checkpoint_dict(reference, SMALL, "bare"), cfg)
+    for empty in ([], ()):
+        got = mmpretrain_to_timm(with_classes(empty), cfg)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    mmpretrain_to_timm(with_classes(tuple(str(i) for i in range(cfg.num_classes))), cfg)
+    for wrong in (["a", "b", "c"], tuple(str(i) for i in range(cfg.num_classes + 1))):
+        with pytest.raises(ValueError, match=rf"{field} names {len(wrong)} classes, but {SMALL} has 10"):
+            mmpretrain_to_timm(with_classes(wrong), cfg)
+    with pytest.raises(ValueError, match=rf"{field} is a str, not a list of class names"):
+        mmpretrain_to_timm(with_classes("airplane"), cfg)
+
 def test_failing_conversion_leaves_the_output_dir_as_it_was(tmp_path, cli, small, monkeypatch):
     _, content, path = small
     out = tmp_path / "out"

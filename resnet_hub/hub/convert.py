@@ -156,10 +156,19 @@ def _check_preprocessing(weights: Mapping[str, torch.Tensor], cfg: HubConfig) ->
 
 
 def _check_classes(meta: Mapping, cfg: HubConfig) -> None:
+    """Class names the checkpoint records (mmcls 0.x ``meta.CLASSES``, mmpretrain 1.x
+    ``meta.dataset_meta.classes``) must be as many as the config's; an empty or absent list records none."""
     dataset_meta = meta.get("dataset_meta")
-    classes = meta.get("CLASSES") or (dataset_meta.get("classes") if isinstance(dataset_meta, Mapping) else None)
-    if classes is not None and len(classes) != cfg.num_classes:
-        raise ValueError(f"the checkpoint's meta names {len(classes)} classes, but {cfg.name} has {cfg.num_classes}")
+    recorded = {"meta.CLASSES": meta.get("CLASSES"),
+                "meta.dataset_meta.classes": dataset_meta.get("classes") if isinstance(dataset_meta, Mapping) else None}
+    for field, classes in recorded.items():
+        if classes is None or (isinstance(classes, (list, tuple)) and not classes):
+            continue
+        if not isinstance(classes, (list, tuple)):
+            raise ValueError(f"the checkpoint's {field} is a {type(classes).__name__}, not a list of class names")
+        if len(classes) != cfg.num_classes:
+            raise ValueError(f"the checkpoint's {field} names {len(classes)} classes, but {cfg.name} has "
+                             f"{cfg.num_classes}: these weights were trained for another label set")
 
 
 def mmpretrain_to_timm(state_dict: Mapping[str, Any], cfg: HubConfig) -> dict[str, torch.Tensor]:
