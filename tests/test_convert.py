@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import REPO, requires_mmpretrain
+from conftest import REPO, numerics_threads, requires_mmpretrain
 from convert_helpers import (
     FORMATS,
     FileServer,
@@ -46,7 +46,7 @@ def one_thread():
     """Small inputs make these forwards overhead-bound: one thread is as fast, and immune to OpenMP
     spin-waiting when the cores are shared (measured: 0.1 s vs 2-7 s per ResNet-152 forward)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(numerics_threads(1))
     yield
     torch.set_num_threads(threads)
 
@@ -112,7 +112,7 @@ def test_conversion_equals_mmpretrain(tmp_path, cli, index, name):
         proc = subprocess.run(
             [sys.executable, str(REPO / "scripts" / "convert_weights.py"), "--config", name,
              "--checkpoint", str(path), "--output-dir", str(out)],
-            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(numerics_threads(1))},
             capture_output=True, text=True, timeout=300,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -14,6 +14,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from conftest import numerics_threads
 from train_helpers import CONFIG, TINY_RUN, checkpoints, metrics, parameters, script, start, weights
 
 pytestmark = pytest.mark.slow
@@ -123,7 +124,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, uninterrupted, mo
 
     argv = [*TINY_RUN, "--epochs", "2", "--output-dir", str(out)]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses run (OMP_NUM_THREADS=1): floats sum in the same order
+    torch.set_num_threads(numerics_threads(1))  # as the subprocesses run (OMP_NUM_THREADS): same float sums
     try:
         monkeypatch.setattr(accelerate.Accelerator, "save_state", failing_save)
         with pytest.raises(OSError, match="No space left"):
