@@ -92,7 +92,7 @@ def _assert_same_as_mmpretrain(reference, model, name: str) -> None:
     assert scale > 0.1 and want.shape == got.shape == (2, load_config(name).num_classes)
     assert (got - want).abs().max().item() <= PARITY_TOLERANCE * scale
     assert len(stages) == len(got_stages) == 4
-    for i, (w, g) in enumerate(zip(stages, got_stages, strict=True)):
+    for i, (w, g) in enumerate(zip(stages, got_stages, strict=True)):  # bit for bit: same ops and kernels, one process
         assert w.shape == g.shape, f"stage {i}"
         assert w.abs().max() > 0 and torch.equal(w, g), f"stage {i}: max diff {(w - g).abs().max().item()}"
 

@@ -178,6 +178,9 @@ def test_lamb_step_equals_mmpretrain(dtype):
 
 
 def test_losses_equal_mmpretrain():
+    """Default float32 tolerance; measured 0 apart (AMD EPYC Zen 4, 1 and 2 threads): both sides run the same
+    torch loss kernels on the same float32 tensors. Not in float64: mmpretrain casts labels with
+    ``label.float()``, so its smoothed targets are float32 whatever the logits."""
     from mmpretrain.models.losses import CrossEntropyLoss, LabelSmoothLoss
 
     torch.manual_seed(0)

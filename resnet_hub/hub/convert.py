@@ -36,7 +36,8 @@ __all__ = [
     "add_arguments", "run",
 ]
 
-# largest |timm logit - mmpretrain logit| allowed, relative to the largest |mmpretrain logit|
+# largest |timm logit - mmpretrain logit| allowed, relative to the largest |mmpretrain logit|; measured 0 for all
+# 22 configs (both models run the same torch kernels in one process; AMD EPYC Zen 4, 1 and 2 threads)
 PARITY_TOLERANCE = 1e-5
 PARITY_SEED = 0
 PARITY_BATCH = 2
