@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import REPO, requires_mmpretrain
+from conftest import REPO, numerics_threads, requires_mmpretrain
 from convert_helpers import (
     FORMATS,
     FileServer,
@@ -46,7 +46,7 @@ def one_thread():
     """Small inputs make these forwards overhead-bound: one thread is as fast, and immune to OpenMP
     spin-waiting when the cores are shared (measured: 0.1 s vs 2-7 s per ResNet-152 forward)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(numerics_threads(1))
     yield
     torch.set_num_threads(threads)
 
@@ -92,7 +92,7 @@ def _assert_same_as_mmpretrain(reference, model, name: str) -> None:
     assert scale > 0.1 and want.shape == got.shape == (2, load_config(name).num_classes)
     assert (got - want).abs().max().item() <= PARITY_TOLERANCE * scale
     assert len(stages) == len(got_stages) == 4
-    for i, (w, g) in enumerate(zip(stages, got_stages, strict=True)):
+    for i, (w, g) in enumerate(zip(stages, got_stages, strict=True)):  # bit for bit: same ops and kernels, one process
         assert w.shape == g.shape, f"stage {i}"
         assert w.abs().max() > 0 and torch.equal(w, g), f"stage {i}: max diff {(w - g).abs().max().item()}"
 
@@ -112,7 +112,7 @@ def test_conversion_equals_mmpretrain(tmp_path, cli, index, name):
         proc = subprocess.run(
             [sys.executable, str(REPO / "scripts" / "convert_weights.py"), "--config", name,
              "--checkpoint", str(path), "--output-dir", str(out)],
-            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(numerics_threads(1))},
             capture_output=True, text=True, timeout=300,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -350,6 +350,30 @@ def test_checkpoint_meta_must_agree_with_the_config(small):
     with pytest.raises(ValueError, match="not tensors"):
         mmpretrain_to_timm({"model": content["state_dict"], "epoch": 3}, cfg)
 
+
+
+@pytest.mark.parametrize("fmt, field", [("mmcls-v0", "meta.CLASSES"), ("mmpretrain-1.x", "meta.dataset_meta.classes")])
+def test_class_names_in_meta_are_checked_alike_in_both_formats(small, fmt, field):
+    """An empty list (or tuple) records no class names in either format; a non-empty one must fit."""
+    reference, _, _ = small
+    cfg = load_config(SMALL)
+
+    def with_classes(classes):
+        content = checkpoint_dict(reference, SMALL, fmt)
+        holder = content["meta"]["dataset_meta"] if fmt == "mmpretrain-1.x" else content["meta"]
+        holder["classes" if fmt == "mmpretrain-1.x" else "CLASSES"] = classes
+        return content
+
+    want = mmpretrain_to_timm(checkpoint_dict(reference, SMALL, "bare"), cfg)
+    for empty in ([], ()):
+        got = mmpretrain_to_timm(with_classes(empty), cfg)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    mmpretrain_to_timm(with_classes(tuple(str(i) for i in range(cfg.num_classes))), cfg)
+    for wrong in (["a", "b", "c"], tuple(str(i) for i in range(cfg.num_classes + 1))):
+        with pytest.raises(ValueError, match=rf"{field} names {len(wrong)} classes, but {SMALL} has 10"):
+            mmpretrain_to_timm(with_classes(wrong), cfg)
+    with pytest.raises(ValueError, match=rf"{field} is a str, not a list of class names"):
+        mmpretrain_to_timm(with_classes("airplane"), cfg)
 
 def test_failing_conversion_leaves_the_output_dir_as_it_was(tmp_path, cli, small, monkeypatch):
     _, content, path = small

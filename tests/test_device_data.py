@@ -180,7 +180,7 @@ def test_normalize_is_to_tensor_then_normalize():
     assert torch.equal(out, ref) and out.is_contiguous(memory_format=torch.channels_last)
     bf16 = normalize(images, CIFAR.eval.mean, CIFAR.eval.std, dtype=torch.bfloat16, channels_last=False)
     assert bf16.dtype == torch.bfloat16 and bf16.is_contiguous()
-    torch.testing.assert_close(bf16.float(), ref, atol=0.02, rtol=0.01)
+    torch.testing.assert_close(bf16.float(), ref, atol=0.02, rtol=0.01)  # measured 7.8e-3: bf16's own rounding
     with pytest.raises(ValueError, match="uint8"):
         normalize(out, CIFAR.eval.mean, CIFAR.eval.std)
 

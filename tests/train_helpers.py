@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import numerics_threads
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +22,8 @@ TINY_RUN = ["--config", CONFIG, "--dataset", "digits", "--model-kwargs", TINY, "
 
 def env() -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RESNET_HUB_", "ACCELERATE_"))}
-    e.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
-             TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    e.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+             PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(numerics_threads(1)))
     return e
 
 

@@ -36,7 +36,8 @@ __all__ = [
     "add_arguments", "run",
 ]
 
-# largest |timm logit - mmpretrain logit| allowed, relative to the largest |mmpretrain logit|
+# largest |timm logit - mmpretrain logit| allowed, relative to the largest |mmpretrain logit|; measured 0 for all
+# 22 configs (both models run the same torch kernels in one process; AMD EPYC Zen 4, 1 and 2 threads)
 PARITY_TOLERANCE = 1e-5
 PARITY_SEED = 0
 PARITY_BATCH = 2
@@ -156,10 +157,19 @@ def _check_preprocessing(weights: Mapping[str, torch.Tensor], cfg: HubConfig) ->
 
 
 def _check_classes(meta: Mapping, cfg: HubConfig) -> None:
+    """Class names the checkpoint records (mmcls 0.x ``meta.CLASSES``, mmpretrain 1.x
+    ``meta.dataset_meta.classes``) must be as many as the config's; an empty or absent list records none."""
     dataset_meta = meta.get("dataset_meta")
-    classes = meta.get("CLASSES") or (dataset_meta.get("classes") if isinstance(dataset_meta, Mapping) else None)
-    if classes is not None and len(classes) != cfg.num_classes:
-        raise ValueError(f"the checkpoint's meta names {len(classes)} classes, but {cfg.name} has {cfg.num_classes}")
+    recorded = {"meta.CLASSES": meta.get("CLASSES"),
+                "meta.dataset_meta.classes": dataset_meta.get("classes") if isinstance(dataset_meta, Mapping) else None}
+    for field, classes in recorded.items():
+        if classes is None or (isinstance(classes, (list, tuple)) and not classes):
+            continue
+        if not isinstance(classes, (list, tuple)):
+            raise ValueError(f"the checkpoint's {field} is a {type(classes).__name__}, not a list of class names")
+        if len(classes) != cfg.num_classes:
+            raise ValueError(f"the checkpoint's {field} names {len(classes)} classes, but {cfg.name} has "
+                             f"{cfg.num_classes}: these weights were trained for another label set")
 
 
 def mmpretrain_to_timm(state_dict: Mapping[str, Any], cfg: HubConfig) -> dict[str, torch.Tensor]:
