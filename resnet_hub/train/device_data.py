@@ -31,7 +31,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from resnet_hub.train.augment import interpolation_mode, pad, pair, param, refuse_unsupported, supported_ops
+from resnet_hub.train.augment import interpolation_mode, pad, pair, param, refuse_unsupported
 from resnet_hub.zoo.configs import Augmentation, HubConfig
 
 from .pipeline import encoded_bytes, normalize  # normalize re-exported: the one uint8 -> float normalization
@@ -40,10 +40,8 @@ __all__ = [
     "DeviceAugmentation", "DeviceDataLoader", "DeviceTrainBatches", "JpegBatchDecoder", "UnsupportedOnDevice",
     "encoded_image_collate",
     "flip_params", "normalize", "random_crop_params", "random_resized_crop_params", "seeded_generator",
-    "DEVICE_AUGMENTATIONS",
 ]
 
-DEVICE_AUGMENTATIONS = supported_ops("device")
 ImageBatch = Union[torch.Tensor, list]  # (B, C, H, W) uint8, or a list of (C, H_i, W_i) uint8
 
 

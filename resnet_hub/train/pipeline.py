@@ -22,13 +22,11 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
-from resnet_hub.train.augment import interpolation_mode, pad, pair, param, refuse_unsupported, supported_ops
+from resnet_hub.train.augment import interpolation_mode, pad, pair, param, refuse_unsupported
 from resnet_hub.zoo.configs import Augmentation, HubConfig
 
 __all__ = ["TrainTransform", "EncodedImageTransform", "train_transform", "prepare_dataset", "batch_loader", "decode",
-           "encoded_bytes", "normalize", "SUPPORTED"]
-
-SUPPORTED = supported_ops("uint8")  # resnet_hub.train.augment.SUPPORT says which parameter values
+           "encoded_bytes", "normalize"]
 
 
 def encoded_bytes(image: Any) -> torch.Tensor:
