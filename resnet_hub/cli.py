@@ -102,6 +102,8 @@ def measure_complexity(name: str) -> dict[str, int]:
 
 def complexity(names: Sequence[str]) -> dict[str, dict[str, int]]:
     """:func:`measure_complexity` of each config, cached on disk per config file content and timm/torch version."""
+    from resnet_hub.atomic import write_json
+
     from .zoo.configs import load_config
 
     path = _cache_file()
@@ -119,9 +121,7 @@ def complexity(names: Sequence[str]) -> dict[str, dict[str, int]]:
     if changed:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-            os.replace(tmp, path)
+            write_json(path, cache, indent=1, sort_keys=True)
         except OSError:  # a read-only home: measure again next time
             pass
     return out

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import datetime
 import io
-import json
 import os
 import platform
 import statistics
@@ -31,6 +30,8 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
+
+from resnet_hub.atomic import write_json, write_text
 
 __all__ = ["BenchContext", "BenchRow", "ROWS", "register", "measure_pair", "run_rows", "write_markdown",
            "make_photos", "write_jpegs", "jpeg_dataset", "arrow_shards", "inference_pair", "mmpretrain_inference",
@@ -597,17 +598,11 @@ def _cpu_model() -> str:
 
 
 def machine() -> dict[str, str]:
-    import timm
-    import torchvision
+    from resnet_hub.train.run_dir import software_versions
 
     info = {"cpu": _cpu_model(), "cores": str(os.cpu_count()), "torch threads": str(torch.get_num_threads()),
-            "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__}
-    for package in ("datasets", "mmpretrain", "mmcv", "mmengine"):
-        try:
-            info[package] = __import__(package).__version__
-        except ImportError:
-            pass
+            "python": platform.python_version(),
+            **software_versions(("accelerate", "datasets", "mmpretrain", "mmcv", "mmengine"))}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     if hasattr(os, "getloadavg"):  # other processes on the machine: rows interleave sides so both share it
@@ -638,9 +633,7 @@ def write_markdown(rows: Sequence[BenchRow], path: Path, quick: bool) -> None:
     lines += ["", "## Machine", "", "| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in machine().items()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -666,9 +659,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(out.name + ".tmp")
-        tmp_out.write_text(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
-        os.replace(tmp_out, out)
+        write_json(out, [r.as_json() for r in rows])
     markdown = args.markdown or (None if args.quick else str(DEFAULT_MARKDOWN))
     if markdown:
         write_markdown(rows, Path(markdown), args.quick)

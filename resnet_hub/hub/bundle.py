@@ -5,15 +5,15 @@ format, and ``README.md`` (the model card). Stock-architecture configs name timm
 architecture (``resnet50``, ``resnet101d``, ...), so plain timm loads them with ``hf-hub:`` or
 ``local-dir:`` without this package; CIFAR configs name ``resnetN_cifar`` from this package.
 
-Files appear whole or not at all: the bundle is written into a temporary folder beside the
-target, then moved into place file by file with ``os.replace``. :func:`validate_bundle` checks a
-folder is exactly such a bundle, and a sound one, before anything uploads it.
+Files appear whole or not at all: every file's content is made first, then each is written
+beside its target and moved into place with ``os.replace`` (:mod:`resnet_hub.atomic`).
+:func:`validate_bundle` checks a folder is exactly such a bundle, and a sound one, before
+anything uploads it.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +25,8 @@ from safetensors.torch import save
 from timm.models._hub import save_config_for_hf
 
 from resnet_hub import __version__
+from resnet_hub.atomic import write_bytes
+from resnet_hub.hashing import sha256_file
 from resnet_hub.zoo.configs import HubConfig
 
 WEIGHTS = "model.safetensors"
@@ -108,17 +110,12 @@ def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.Pa
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=output_dir))
-    try:
-        (tmp / WEIGHTS).write_bytes(safetensors_bytes(state, weights_metadata(cfg, provenance or {})))
-        (tmp / CONFIG).write_text(json.dumps(hub_config(model, cfg, model_args=model_args), indent=2) + "\n")
-        if card is not None:
-            (tmp / CARD).write_text(card)
-        for name in BUNDLE_FILES:
-            if (tmp / name).exists():
-                os.replace(tmp / name, output_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # everything made before anything is written: a failure here leaves the folder as it was
+    contents = {WEIGHTS: safetensors_bytes(state, weights_metadata(cfg, provenance or {})),
+                CONFIG: (json.dumps(hub_config(model, cfg, model_args=model_args), indent=2) + "\n").encode(),
+                CARD: card.encode("utf-8")}
+    for name in BUNDLE_FILES:
+        write_bytes(output_dir / name, contents[name])
     return output_dir
 
 
@@ -145,13 +142,6 @@ class Bundle:
     @property
     def card_text(self) -> str:
         return (self.path / CARD).read_text(encoding="utf-8")
-
-
-def _sha256(path: Path) -> str:
-    from huggingface_hub.utils.sha import sha_fileobj
-
-    with open(path, "rb") as f:
-        return sha_fileobj(f).hex()
 
 
 def _names(keys, limit: int = 5) -> str:
@@ -288,6 +278,6 @@ def validate_bundle(bundle_dir: str | os.PathLike) -> Bundle:
     del state
     _check_transformers(d / CONFIG, config)
     _check_card(d / CARD)
-    files = tuple(BundleFile(n, d / n, (d / n).stat().st_size, _sha256(d / n)) for n in BUNDLE_FILES)
+    files = tuple(BundleFile(n, d / n, (d / n).stat().st_size, sha256_file(d / n)) for n in BUNDLE_FILES)
     return Bundle(path=d, architecture=config["architecture"], num_classes=config["num_classes"],
                   config_name=metadata.get("config"), files=files)

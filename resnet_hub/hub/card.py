@@ -235,13 +235,9 @@ def update_card(bundle_dir: str | os.PathLike, result: MeasuredResult) -> Path:
     card.text = body
     text = str(card)
     ModelCard(text)  # what is written parses back
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from resnet_hub.atomic import write_text
+
+    return write_text(path, text)
 
 
 def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str, Any] | None = None,

@@ -12,7 +12,6 @@ before each use and fetched again when it no longer matches.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -26,10 +25,11 @@ from urllib.parse import unquote, urlparse
 
 import torch
 
+from resnet_hub.hashing import sha256_file
 from resnet_hub.zoo.configs import HubConfig
 
 __all__ = [
-    "CACHE_ENV", "ALLOW_NUMPY_FLAG", "LoadedCheckpoint", "cache_dir", "file_sha256", "name_hash_prefix",
+    "CACHE_ENV", "ALLOW_NUMPY_FLAG", "LoadedCheckpoint", "cache_dir", "name_hash_prefix",
     "expected_hashes", "fetch", "load_checkpoint", "numpy_safe_globals",
 ]
 
@@ -57,14 +57,6 @@ def cache_dir() -> Path:
     """Where downloaded checkpoints are kept: ``$RESNET_HUB_CACHE`` or ``~/.cache/resnet_hub/checkpoints``."""
     env = os.environ.get(CACHE_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "resnet_hub" / "checkpoints"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def name_hash_prefix(name: str) -> Optional[str]:
@@ -143,7 +135,7 @@ def fetch(source: str | os.PathLike, *, sha256: Optional[str] = None, verify: bo
         path = Path(source).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint file {source}")
-        actual = file_sha256(path)
+        actual = sha256_file(path)
         _check(path, actual, expected, "checkpoint")
         return path, actual, None
 
@@ -151,7 +143,7 @@ def fetch(source: str | os.PathLike, *, sha256: Optional[str] = None, verify: bo
     target = cache_dir() / _file_name(url)
     hash_prefix = max(expected.values(), key=len) if expected else None
     if target.is_file():
-        actual = file_sha256(target)
+        actual = sha256_file(target)
         # without an expected hash nothing vouches for a cached copy: fetch it again
         if hash_prefix is not None and actual.startswith(hash_prefix):
             return target, actual, url
@@ -159,7 +151,7 @@ def fetch(source: str | os.PathLike, *, sha256: Optional[str] = None, verify: bo
             warnings.warn(f"cached {target} has sha256 {actual}, expected {hash_prefix}: downloading it again",
                           stacklevel=2)
     _download(url, target, hash_prefix)
-    actual = file_sha256(target)  # re-read from disk: what is used is what is checked
+    actual = sha256_file(target)  # re-read from disk: what is used is what is checked
     _check(target, actual, expected, "downloaded checkpoint")
     return target, actual, url
 

@@ -11,13 +11,13 @@ the CPU (which is how they are tested):
   one batch with :func:`torchvision.io.decode_jpeg` on the device (nvJPEG on CUDA), then
   augmented there to a uint8 batch.
 
-Both apply a :class:`DeviceAugmentation`, built from a recipe's ``training.augmentation`` list.
-Supported on the device: ``random_crop`` (with padding: constant, edge or reflect),
-``random_resized_crop``, ``horizontal_flip`` and ``resize``. ``rand_augment`` (the RSB recipes)
-is not: :meth:`DeviceAugmentation.from_recipe` raises :class:`UnsupportedOnDevice` and the
-trainer keeps timm's CPU transforms for those recipes. Random parameters follow torchvision's
-``RandomCrop``/``RandomResizedCrop``/``RandomHorizontalFlip`` exactly in distribution, and for
-given parameters the pixels equal torchvision's (tests/test_device_data.py proves both).
+Both apply a :class:`DeviceAugmentation`, built from a recipe's ``training.augmentation`` list;
+``resnet_hub.train.augment.SUPPORT`` says which ops and parameter values run on the device
+(``rand_augment``, the RSB recipes', does not: :meth:`DeviceAugmentation.from_recipe` raises
+:class:`UnsupportedOnDevice` and the trainer keeps timm's CPU transforms for those recipes).
+Random parameters follow torchvision's ``RandomCrop``/``RandomResizedCrop``/``RandomHorizontalFlip``
+exactly in distribution, and for given parameters the pixels equal torchvision's
+(tests/test_device_data.py proves both).
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
-import torch.nn.functional as nnf
 import torchvision.transforms.functional as TF
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
+from resnet_hub.train.augment import interpolation_mode, pad, pair, param, refuse_unsupported
 from resnet_hub.zoo.configs import Augmentation, HubConfig
 
 from .pipeline import encoded_bytes, normalize  # normalize re-exported: the one uint8 -> float normalization
@@ -40,16 +40,8 @@ __all__ = [
     "DeviceAugmentation", "DeviceDataLoader", "DeviceTrainBatches", "JpegBatchDecoder", "UnsupportedOnDevice",
     "encoded_image_collate",
     "flip_params", "normalize", "random_crop_params", "random_resized_crop_params", "seeded_generator",
-    "DEVICE_AUGMENTATIONS",
 ]
 
-DEVICE_AUGMENTATIONS = ("random_crop", "random_resized_crop", "horizontal_flip", "resize")
-_PAD_MODES = {"constant": "constant", "edge": "replicate", "reflect": "reflect"}
-_INTERPOLATIONS = {
-    "bilinear": TF.InterpolationMode.BILINEAR,
-    "bicubic": TF.InterpolationMode.BICUBIC,
-    "nearest": TF.InterpolationMode.NEAREST,
-}
 ImageBatch = Union[torch.Tensor, list]  # (B, C, H, W) uint8, or a list of (C, H_i, W_i) uint8
 
 
@@ -128,26 +120,11 @@ def random_resized_crop_params(heights: torch.Tensor, widths: torch.Tensor, scal
 # ----------------------------------------------------------------------------- augmentation
 
 
-def _pair(size) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 def _sizes(images: ImageBatch) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(images, torch.Tensor):
         n, _, h, w = images.shape
         return torch.full((n,), h), torch.full((n,), w)
     return torch.tensor([im.shape[-2] for im in images]), torch.tensor([im.shape[-1] for im in images])
-
-
-def _pad(images: torch.Tensor, padding: int, pad_mode: str, fill) -> torch.Tensor:
-    if pad_mode != "constant":
-        return nnf.pad(images, (padding,) * 4, mode=_PAD_MODES[pad_mode])
-    n, c, h, w = images.shape
-    out = torch.empty((n, c, h + 2 * padding, w + 2 * padding), dtype=images.dtype, device=images.device,
-                      memory_format=torch.channels_last)
-    out[:] = torch.as_tensor(fill, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
-    out[:, :, padding:padding + h, padding:padding + w] = images
-    return out
 
 
 def _gather_crops(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -175,18 +152,7 @@ class DeviceAugmentation:
     @classmethod
     def from_recipe(cls, augmentation: Sequence[Augmentation]) -> DeviceAugmentation:
         """From ``cfg.training.augmentation``; :class:`UnsupportedOnDevice` names what cannot run."""
-        for op in augmentation:
-            if op.type not in DEVICE_AUGMENTATIONS:
-                raise UnsupportedOnDevice(
-                    f"augmentation {op.type!r} has no device implementation (supported: "
-                    f"{', '.join(DEVICE_AUGMENTATIONS)}); use the CPU data pipeline for this recipe")
-            if op.type == "random_crop" and op.padding and (op.pad_mode or "constant") not in _PAD_MODES:
-                raise UnsupportedOnDevice(f"random_crop pad_mode {op.pad_mode!r} has no device implementation "
-                                          f"(supported: {', '.join(_PAD_MODES)}); use the CPU data pipeline")
-            interpolation = op.interpolation or "bilinear"
-            if op.type in ("random_resized_crop", "resize") and interpolation not in _INTERPOLATIONS:
-                raise UnsupportedOnDevice(f"{op.type} interpolation {interpolation!r} has no device implementation "
-                                          f"(supported: {', '.join(_INTERPOLATIONS)})")
+        refuse_unsupported(augmentation, "device", UnsupportedOnDevice)
         return cls(tuple(augmentation))
 
     @classmethod
@@ -214,15 +180,14 @@ class DeviceAugmentation:
     # one method per augmentation type: (op, images, generator) -> (images, params)
 
     def _resize(self, op, images, generator):
-        size = list(_pair(op.size))
-        mode = _INTERPOLATIONS[op.interpolation or "bilinear"]
+        size, mode = list(pair(op.size)), interpolation_mode(op)
         if isinstance(images, torch.Tensor):
             return TF.resize(images, size, mode, antialias=True), {}
         return [TF.resize(im, size, mode, antialias=True) for im in images], {}
 
     def _random_crop(self, op, images, generator):
-        size = _pair(op.size)
-        padding, pad_mode, fill = op.padding or 0, op.pad_mode or "constant", op.fill or 0
+        size = pair(op.size)
+        padding, pad_mode, fill = param(op, "padding"), param(op, "pad_mode"), param(op, "fill")
         if isinstance(images, list):
             n = len(images)
             hs, ws = _sizes(images)
@@ -234,21 +199,17 @@ class DeviceAugmentation:
                     raise ValueError(f"random_crop of {size[0]}x{size[1]} from a smaller (padded) image")
                 top = torch.floor(_rand(n, generator) * (hs - size[0] + 1)).long()
                 left = torch.floor(_rand(n, generator) * (ws - size[1] + 1)).long()
-                out = [_gather_crops(_pad(im[None], padding, pad_mode, fill) if padding else im[None],
-                                     [t], [le], size)[0]
+                out = [_gather_crops(pad(im[None], padding, pad_mode, fill), [t], [le], size)[0]
                        for im, t, le in zip(images, top.tolist(), left.tolist(), strict=True)]
                 return out, {"top": top, "left": left}
-        if padding:
-            images = _pad(images, padding, pad_mode, fill)
+        images = pad(images, padding, pad_mode, fill)
         top, left = random_crop_params(images.shape[0], images.shape[2], images.shape[3], size, generator)
         return _gather_crops(images, top, left, size), {"top": top, "left": left}
 
     def _random_resized_crop(self, op, images, generator):
         hs, ws = _sizes(images)
-        top, left, h, w = random_resized_crop_params(hs, ws, op.scale or (0.08, 1.0), op.ratio or (3 / 4, 4 / 3),
-                                                     generator)
-        size = list(_pair(op.size))
-        mode = _INTERPOLATIONS[op.interpolation or "bilinear"]
+        top, left, h, w = random_resized_crop_params(hs, ws, param(op, "scale"), param(op, "ratio"), generator)
+        size, mode = list(pair(op.size)), interpolation_mode(op)
         out = [TF.resized_crop(im, t, le, hh, ww, size, mode, antialias=True)
                for im, t, le, hh, ww in zip(images, top.tolist(), left.tolist(), h.tolist(), w.tolist(), strict=True)]
         return torch.stack(out).contiguous(memory_format=torch.channels_last), {"top": top, "left": left, "height": h,
@@ -256,7 +217,7 @@ class DeviceAugmentation:
 
     def _horizontal_flip(self, op, images, generator):
         n = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
-        flip = flip_params(n, 0.5 if op.prob is None else op.prob, generator)
+        flip = flip_params(n, param(op, "prob"), generator)
         if isinstance(images, list):
             return [im.flip(-1) if f else im for im, f in zip(images, flip.tolist(), strict=True)], {"flip": flip}
         flip = flip.to(images.device)

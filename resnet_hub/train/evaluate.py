@@ -218,11 +218,11 @@ def run(args: argparse.Namespace) -> int:
 
             update_card(card_bundle, measured_result(spec.path, split, result["split"], metrics))
         if args.json:
+            from resnet_hub.atomic import write_text
+
             out = Path(args.json)
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp")
-            tmp.write_text(text + "\n")
-            os.replace(tmp, out)
+            write_text(out, text + "\n")
     return 0
 
 

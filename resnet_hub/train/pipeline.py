@@ -18,19 +18,15 @@ import os
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
+from resnet_hub.train.augment import interpolation_mode, pad, pair, param, refuse_unsupported
 from resnet_hub.zoo.configs import Augmentation, HubConfig
 
 __all__ = ["TrainTransform", "EncodedImageTransform", "train_transform", "prepare_dataset", "batch_loader", "decode",
-           "encoded_bytes", "normalize", "SUPPORTED"]
-
-SUPPORTED = ("random_resized_crop", "random_crop", "horizontal_flip", "resize")
-_INTERPOLATION = {"bilinear": TF.InterpolationMode.BILINEAR, "bicubic": TF.InterpolationMode.BICUBIC,
-                  "nearest": TF.InterpolationMode.NEAREST}
+           "encoded_bytes", "normalize"]
 
 
 def encoded_bytes(image: Any) -> torch.Tensor:
@@ -87,34 +83,26 @@ def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float], 
 class TrainTransform:
     """A batch transform for ``Dataset.with_transform``: encoded images -> augmented uint8 batch.
 
-    ``ops`` are hub_configs training augmentations, in order (:data:`SUPPORTED` types). Returns
+    ``ops`` are hub_configs training augmentations, in order (those ``augment.SUPPORT`` gives "uint8"). Returns
     ``{image_column: uint8 (B, 3, S, S), label_column: int64 (B,)}``. Random numbers come from
     torch's global generator, as torchvision's transforms (seed it per worker as usual).
     """
 
     def __init__(self, ops: Sequence[Augmentation], image_column: str = "image", label_column: Optional[str] = "label"):
-        unsupported = [op.type for op in ops if op.type not in SUPPORTED]
-        if unsupported:
-            raise ValueError(f"the fast pipeline does not implement {', '.join(unsupported)} "
-                             f"(it does: {', '.join(SUPPORTED)}); use the torchvision/timm transforms for this config")
+        refuse_unsupported(ops, "uint8")
         self.ops = tuple(ops)
         # ops up to the first random_crop run per image (decoded sizes differ); from it on, on the batch
         self._first_batch_op = next((i for i, op in enumerate(self.ops) if op.type == "random_crop"), len(self.ops))
-        if any(op.type == "random_resized_crop" for op in self.ops[self._first_batch_op:]):
-            raise ValueError("the fast pipeline takes random_resized_crop only before random_crop")
         self.image_column, self.label_column = image_column, label_column
 
     # -- per image, on a (1, 3, H, W) uint8 tensor; resizing is fastest on channels_last
     def _random_resized_crop(self, x: torch.Tensor, op: Augmentation) -> torch.Tensor:
-        top, left, h, w = RandomResizedCrop.get_params(x, list(op.scale or (0.08, 1.0)),
-                                                       list(op.ratio or (3 / 4, 4 / 3)))
-        size = _pair(op.size)
+        top, left, h, w = RandomResizedCrop.get_params(x, list(param(op, "scale")), list(param(op, "ratio")))
         crop = x[..., top:top + h, left:left + w].contiguous(memory_format=torch.channels_last)
-        return TF.resize(crop, list(size), interpolation=_INTERPOLATION[op.interpolation or "bilinear"], antialias=True)
+        return TF.resize(crop, list(pair(op.size)), interpolation=interpolation_mode(op), antialias=True)
 
     def _resize(self, x: torch.Tensor, op: Augmentation) -> torch.Tensor:
-        return TF.resize(x, list(_pair(op.size)), interpolation=_INTERPOLATION[op.interpolation or "bilinear"],
-                         antialias=True)
+        return TF.resize(x, list(pair(op.size)), interpolation=interpolation_mode(op), antialias=True)
 
     def _image(self, encoded: Any) -> torch.Tensor:
         x = decode(encoded).unsqueeze(0)
@@ -123,23 +111,14 @@ class TrainTransform:
                 x = self._random_resized_crop(x, op)
             elif op.type == "resize":
                 x = self._resize(x, op)
-            elif op.type == "horizontal_flip" and torch.rand(()) < (0.5 if op.prob is None else op.prob):
+            elif op.type == "horizontal_flip" and torch.rand(()) < param(op, "prob"):
                 x = x.flip(-1)
         return x[0]
 
     # -- per batch: padding crops and flips, vectorized over the stacked batch
     def _random_crop(self, batch: torch.Tensor, op: Augmentation) -> torch.Tensor:
-        size = _pair(op.size)
-        pad = op.padding or 0
-        if pad:
-            mode = op.pad_mode or "constant"
-            if mode != "constant":
-                raise ValueError(f"random_crop pad_mode {mode!r} is not implemented by the fast pipeline")
-            fill = op.fill if op.fill is not None else 0
-            if isinstance(fill, (tuple, list)) and len(set(fill)) > 1:
-                raise ValueError("random_crop with a per-channel fill is not implemented by the fast pipeline")
-            fill = fill[0] if isinstance(fill, (tuple, list)) else fill
-            batch = F.pad(batch, (pad, pad, pad, pad), value=int(fill))
+        size = pair(op.size)
+        batch = pad(batch, param(op, "padding"), param(op, "pad_mode"), param(op, "fill"))
         n, _, height, width = batch.shape
         if height < size[0] or width < size[1]:
             raise ValueError(f"random_crop {size} is larger than the padded image {(height, width)}")
@@ -151,8 +130,7 @@ class TrainTransform:
         return batch[images, channels, rows, cols]
 
     def _flip(self, batch: torch.Tensor, op: Augmentation) -> torch.Tensor:
-        prob = 0.5 if op.prob is None else op.prob
-        flip = torch.rand(batch.shape[0]) < prob
+        flip = torch.rand(batch.shape[0]) < param(op, "prob")
         return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
     def __call__(self, examples: Mapping[str, list]) -> dict[str, torch.Tensor]:
@@ -175,6 +153,8 @@ class TrainTransform:
                 batch = self._flip(batch, op)
             elif op.type == "resize":
                 batch = self._resize(batch, op)
+            elif op.type == "random_resized_crop":  # each image its own crop; all come out one size
+                batch = torch.cat([self._random_resized_crop(x[None], op) for x in batch])
         out = {self.image_column: batch}
         if self.label_column is not None:
             out[self.label_column] = torch.as_tensor(examples[self.label_column], dtype=torch.int64)
@@ -198,13 +178,9 @@ class EncodedImageTransform:
         return self.batch({"image": [encoded]})["image"][0]
 
 
-def _pair(size: Any) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
-
-
 def train_transform(cfg: HubConfig, image_column: Optional[str] = None,
                     label_column: Optional[str] = None) -> TrainTransform:
-    """The fast pipeline for a config's training augmentation (ValueError for an op not in :data:`SUPPORTED`)."""
+    """The fast pipeline for a config's training augmentation (ValueError naming an op it lacks)."""
     ds = cfg.training.dataset
     return TrainTransform(cfg.training.augmentation, image_column or ds.image_column,
                           label_column or ds.label_column)

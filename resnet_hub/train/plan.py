@@ -49,8 +49,10 @@ class TrainPlan:
     model_kwargs: dict = field(default_factory=dict)
     init_checkpoint: Optional[str] = None  # backbone weights to start from (None: random init)
     sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm
-    data_on_device: bool = False
-    decode: str = "auto"  # --decode as given; the per-sample transform picks its backend from it
+    data_on_device: bool = False  # augmentation backend "device": the split held and augmented on the device
+    decode: str = "auto"  # --decode as given (recorded in run.json)
+    augmentation: str = "uint8"  # the backend that runs the recipe's augmentation (resnet_hub.train.augment)
+    augmentation_reason: str = ""  # augment.choose_backend's one line on why
     eval_batch_size: int = 0
     notes: tuple = ()  # what the run cannot do as asked on this device, said before it starts
 
@@ -78,6 +80,7 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
                  streaming: bool = False) -> TrainPlan:
     """The plan for ``cfg``'s recipe under the trainer's ``args`` (see ``trainer.add_arguments``), on
     ``world_size`` processes of ``device_type`` ("cpu", "cuda", ...). ``args`` is left as it was."""
+    from .augment import choose_backend
     from .recipe import fit_schedule, scaled_lr
 
     t = cfg.training
@@ -89,6 +92,8 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
     cuda = device_type == "cuda"
     init = args.init_checkpoint if args.init_checkpoint is not None else (t.init_from.url if t.init_from else None)
     sync_bn = t.sync_bn if args.sync_bn is None else args.sync_bn
+    augmentation = choose_backend(t.augmentation, device_type, decode=args.decode, on_device=args.data_on_device,
+                                  streaming=streaming, image_size=cfg.eval.input_size)
     notes = []
     if sync_bn and world_size > 1 and not cuda:
         notes.append("note: SyncBN needs CUDA; BatchNorm statistics stay per process on this device")
@@ -109,8 +114,9 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
         model_kwargs=_model_kwargs(args.model_kwargs),
         init_checkpoint=None if init in (None, "", "none") else init,
         sync_bn=bool(sync_bn and world_size > 1 and cuda),
-        data_on_device=_data_on_device(args.data_on_device, cfg, streaming, device_type),
-        decode=args.decode, eval_batch_size=batch * 2 if args.eval_batch_size is None else args.eval_batch_size,
+        data_on_device=augmentation.backend == "device", decode=args.decode,
+        augmentation=augmentation.backend, augmentation_reason=str(augmentation),
+        eval_batch_size=batch * 2 if args.eval_batch_size is None else args.eval_batch_size,
         notes=tuple(notes),
     )
 
@@ -147,28 +153,6 @@ def _model_kwargs(text: Optional[str]) -> dict:
     if not isinstance(kwargs, dict):
         raise ValueError(f"--model-kwargs must be a JSON object, got {text!r}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-
-
-def _data_on_device(choice: str, cfg: HubConfig, streaming: bool, device_type: str) -> bool:
-    """Hold the training split on the device? ``auto``: on CUDA, for CIFAR-size images whose recipe the
-    device path supports; ``on`` insists (and says why it cannot); ``off`` never."""
-    from .device_data import DeviceAugmentation, UnsupportedOnDevice
-
-    if choice == "off":
-        return False
-    reason = None
-    if streaming:
-        reason = "a streaming dataset is never all in memory"
-    else:
-        try:
-            DeviceAugmentation.from_config(cfg)
-        except UnsupportedOnDevice as e:
-            reason = str(e)
-    if choice == "on":
-        if reason:
-            raise ValueError(f"--data-on-device on: {reason}")
-        return True
-    return reason is None and device_type == "cuda" and cfg.eval.input_size <= 64
 
 
 def describe_phase(p) -> str:

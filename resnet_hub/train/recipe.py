@@ -196,41 +196,35 @@ def build_loss(training, mixup: bool) -> torch.nn.Module:
 # ----------------------------------------------------------------------------- transforms
 
 
-def _interpolation(name: Optional[str]):
-    from torchvision.transforms import InterpolationMode
-
-    return InterpolationMode((name or "bilinear").lower())
-
-
 def train_transform(training):
     """The recipe's train pipeline on a PIL RGB image, ending in a uint8 CHW tensor."""
     from timm.data import MaybePILToTensor, rand_augment_transform
     from timm.data.transforms import RandomResizedCropAndInterpolation, str_to_pil_interp
     from torchvision import transforms as T
 
+    from .augment import interpolation_mode, pair, param, refuse_unsupported
+
+    refuse_unsupported(training.augmentation, "pil")
     ops = []
     for a in training.augmentation:
         if a.type == "random_resized_crop":
-            ops.append(RandomResizedCropAndInterpolation(a.size, scale=tuple(a.scale), ratio=tuple(a.ratio),
-                                                         interpolation=a.interpolation or "bilinear"))
+            ops.append(RandomResizedCropAndInterpolation(pair(a.size), scale=tuple(param(a, "scale")),
+                                                         ratio=tuple(param(a, "ratio")),
+                                                         interpolation=param(a, "interpolation")))
         elif a.type == "horizontal_flip":
-            ops.append(T.RandomHorizontalFlip(a.prob))
+            ops.append(T.RandomHorizontalFlip(param(a, "prob")))
         elif a.type == "rand_augment":
-            if a.policies != "timm_increasing" or a.total_level != 10:
-                raise ValueError(f"RandAugment policies {a.policies!r} / total_level {a.total_level}: only "
-                                 "timm_increasing at level 10 is supported")
-            fill = tuple(a.fill) if isinstance(a.fill, (list, tuple)) else (a.fill,) * 3
+            fill = tuple(a.fill) if isinstance(a.fill, (list, tuple)) else (param(a, "fill"),) * 3
             config = f"rand-m{a.magnitude_level:g}-n{a.num_policies}-mstd{a.magnitude_std:g}-inc1"
-            ops.append(rand_augment_transform(config, dict(img_mean=fill,
-                                                           interpolation=str_to_pil_interp(a.interpolation))))
+            ops.append(rand_augment_transform(config, dict(
+                img_mean=fill, interpolation=str_to_pil_interp(param(a, "interpolation")))))
         elif a.type == "random_crop":
-            ops.append(T.RandomCrop(a.size, padding=a.padding, fill=a.fill or 0, padding_mode=a.pad_mode or "constant",
-                                    pad_if_needed=False))
+            fill = param(a, "fill")
+            ops.append(T.RandomCrop(pair(a.size), padding=param(a, "padding") or None,
+                                    fill=list(fill) if isinstance(fill, (list, tuple)) else fill,
+                                    padding_mode=param(a, "pad_mode"), pad_if_needed=False))
         elif a.type == "resize":
-            size = tuple(a.size) if isinstance(a.size, (list, tuple)) else a.size
-            ops.append(T.Resize(size, interpolation=_interpolation(a.interpolation)))
-        else:
-            raise ValueError(f"unknown augmentation {a.type!r}")
+            ops.append(T.Resize(pair(a.size), interpolation=interpolation_mode(a)))
     ops.append(MaybePILToTensor())
     return T.Compose(ops)
 

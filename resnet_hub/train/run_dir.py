@@ -18,7 +18,9 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
+
+from resnet_hub.atomic import replacing, write_json
 
 __all__ = ["RunState", "Checkpoints", "run_identity", "claim_output_dir", "write_metrics", "export_bundle",
            "software_versions", "RUN_FILE", "METRICS", "CURVES", "TRAINER_STATE"]
@@ -95,7 +97,7 @@ def claim_output_dir(out: Path, identity: dict, resume: bool) -> None:
     elif resume:
         raise FileNotFoundError(f"--resume: {out} holds no run to resume")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(run_file, identity)
+    write_json(run_file, identity)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -119,7 +121,10 @@ class Checkpoints:
         return done[-1] if done else None
 
     def required(self) -> list[str]:
-        """The files ``Accelerator.save_state`` writes for one model and one optimizer, and ours."""
+        """The files ``Accelerator.save_state`` writes for one model and one optimizer, and ours.
+
+        Accelerate's own constants, combined as its ``checkpointing.save_accelerator_state`` combines them
+        (the first optimizer is ``{OPTIMIZER_NAME}.bin``, each process's RNG ``{RNG_STATE_NAME}_{i}.pkl``)."""
         from accelerate.utils.constants import OPTIMIZER_NAME, RNG_STATE_NAME, SAFE_WEIGHTS_NAME, SCALER_NAME
 
         acc = self.accelerator
@@ -144,7 +149,7 @@ class Checkpoints:
         acc.save_state(str(tmp))
         acc.wait_for_everyone()
         if acc.is_main_process:
-            _write_json(tmp / TRAINER_STATE, state)
+            write_json(tmp / TRAINER_STATE, state)
             missing = self.missing(tmp)
             if missing:
                 raise RuntimeError(f"checkpoint {tmp} is missing {', '.join(missing)} after save_state")
@@ -176,17 +181,14 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- metrics, curves, bundle
 
 
-def software_versions() -> dict:
-    """The versions that made a result: recorded in metrics, bundles and benchmark rows."""
+def software_versions(optional: tuple[str, ...] = ("accelerate",)) -> dict:
+    """The versions that made a result: recorded in metrics, bundles, benchmark rows and tables.
+    ``optional`` packages are listed where installed (accelerate is not, for a benchmark of inference)."""
+    import importlib
+
     import timm
     import torch
     import torchvision
@@ -195,19 +197,20 @@ def software_versions() -> dict:
 
     versions = {"resnet_hub": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                 "timm": timm.__version__, "cuda": torch.version.cuda}
-    try:
-        import accelerate
-    except ImportError:  # a benchmark of inference only
-        return versions
-    return dict(versions, accelerate=accelerate.__version__)
+    for package in optional:
+        try:
+            versions[package] = importlib.import_module(package).__version__
+        except ImportError:
+            pass
+    return versions
 
 
 def write_metrics(out: Path, state: RunState, identity: dict, lr_scaling: str, finished: bool) -> None:
     """``metrics.json`` and ``curves.png`` as of now; call on the main process only."""
-    _write_json(out / METRICS, {"run": identity, "epochs": state.history, "best_epoch": state.best_epoch,
-                                "best_top1": state.best_top1 if state.best_epoch >= 0 else None,
-                                "skipped_images": state.skipped_images, "finished": finished,
-                                "lr_scaling": lr_scaling, "versions": software_versions()})
+    write_json(out / METRICS, {"run": identity, "epochs": state.history, "best_epoch": state.best_epoch,
+                               "best_top1": state.best_top1 if state.best_epoch >= 0 else None,
+                               "skipped_images": state.skipped_images, "finished": finished,
+                               "lr_scaling": lr_scaling, "versions": software_versions()})
     if state.history:
         plot_curves(state.history, out / CURVES)
 
@@ -232,10 +235,11 @@ def plot_curves(history: list, path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with replacing(path) as tmp:  # keeps the .png suffix savefig goes by
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def export_bundle(model, cfg, folder: Path, *, label_names, model_kwargs: dict, provenance: dict,

@@ -281,20 +281,18 @@ def _build_model(cfg: HubConfig, plan: TrainPlan, *, resume: bool) -> torch.nn.M
     return model
 
 
-def _train_transform(decode: str, training):
-    """The per-sample train transform: resnet_hub.train.pipeline's (torchvision decode, uint8 tensor ops)
-    where it implements the recipe, else timm/torchvision transforms on PIL images."""
+def _train_transform(decode_or_backend: str, training):
+    """The per-sample train transform of a backend ("uint8": resnet_hub.train.pipeline's torchvision decode
+    and uint8 tensor ops; "pil": timm/torchvision transforms on PIL images), or of the backend
+    ``augment.choose_backend`` picks for a ``--decode`` choice ("auto", "torchvision", "pil")."""
+    from .augment import choose_backend
     from .pipeline import EncodedImageTransform
     from .recipe import train_transform
 
-    if decode == "pil":
-        return train_transform(training)
-    try:
-        return EncodedImageTransform(training.augmentation)
-    except ValueError as e:  # e.g. RandAugment (the RSB recipes) exists for PIL images only
-        if decode == "torchvision":
-            raise ValueError(f"--decode torchvision: {e}") from None
-        return train_transform(training)
+    backend = decode_or_backend
+    if backend not in ("uint8", "pil"):
+        backend = choose_backend(training.augmentation, "cpu", decode=decode_or_backend, on_device="off").backend
+    return EncodedImageTransform(training.augmentation) if backend == "uint8" else train_transform(training)
 
 
 def _train_batches(args, cfg: HubConfig, plan: TrainPlan, spec, splits, acc):
@@ -302,13 +300,13 @@ def _train_batches(args, cfg: HubConfig, plan: TrainPlan, spec, splits, acc):
     from . import data as D
 
     t, world, rank = cfg.training, acc.num_processes, acc.process_index
-    train_tf = _train_transform(plan.decode, t)
     if plan.data_on_device:
         from .device_data import DeviceTrainBatches
 
         return DeviceTrainBatches(cfg, splits.train, batch_size=plan.batch_size, image_column=spec.image_column,
                                   label_column=spec.label_column, device=acc.device, world_size=world, rank=rank,
                                   accumulation=plan.grad_accum, seed=args.seed)
+    train_tf = _train_transform(plan.augmentation, t)
     if spec.streaming:
         from .streaming import StreamBatches
 
@@ -341,6 +339,7 @@ def _print_plan(acc, plan: TrainPlan, cfg: HubConfig, spec, splits, steps_per_ep
     acc.print(f"{cfg.name} on {spec.path} ({sizes} images, {plan.num_classes} classes): "
               + plan.summary(steps_per_epoch))
     acc.print(plan.lr_scaling)
+    acc.print(f"augmentation: {plan.augmentation_reason}")
     if plan.schedule_fitted:
         acc.print(f"lr schedule fitted from the recipe's {plan.recipe_epochs} epochs to {plan.epochs}: "
                   + "; ".join(describe_phase(p) for p in plan.schedule))
