@@ -108,10 +108,11 @@ class TrainStep:
 
 def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per_epoch: int, num_classes: int,
                      fused: bool = False, channels_last: bool = False, compile: bool = False,
-                     schedule=None) -> TrainStep:
+                     schedule=None, compile_options: Optional[dict] = None) -> TrainStep:
     """Everything one optimizer step needs, prepared by ``accelerator``; ``model`` is fresh from :func:`create_model`.
 
-    Used by the trainer and by benchmarks on in-memory batches::
+    ``compile_options`` go to ``torch.compile`` (``mode``, ``backend``) when ``compile`` is set.
+    Used by the trainer and by the benchmarks (resnet_hub.bench) on in-memory batches::
 
         step = build_train_step(cfg, Accelerator(), create_model(cfg), lr=0.1, iters_per_epoch=100, num_classes=10)
         loss = step(uint8_images, labels)
@@ -124,7 +125,7 @@ def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t, lr, fused=fused)
     if compile:
-        model.compile()  # in place: state_dict keys stay those of the plain model
+        model.compile(**(compile_options or {}))  # in place: state_dict keys stay those of the plain model
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = RecipeLRScheduler(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
                                   t.lr_schedule if schedule is None else schedule, iters_per_epoch)
