@@ -55,6 +55,16 @@ def run_command(args: list, env: dict | None = None, cwd: Path | None = None, ti
                           text=True, timeout=timeout)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with the reason, on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run scripts/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def local_hub():
     from hub_server import LocalHub

@@ -1,4 +1,5 @@
-"""The GPU benchmark rows run their real code path on the CPU at tiny sizes.
+"""The GPU benchmark rows run their real code path (the trainer's build_train_step, the device loaders)
+on the CPU at tiny sizes, and on CUDA where there is one (``-m cuda``, scripts/gpu_check.sh).
 
 What is checked is that each row runs and that ours and the reference compute the same thing
 (first-step loss and gradients, or logits); the timings themselves are never asserted.
@@ -6,6 +7,7 @@ What is checked is that each row runs and that ours and the reference compute th
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import PIL.Image
@@ -17,6 +19,7 @@ from resnet_hub.bench.benchmark_gpu import (
     TARGETS,
     gpu_rows,
     inference_resnet50,
+    main,
     synthetic_jpeg_dataset,
     train_resnet18_cifar,
     train_resnet50,
@@ -66,6 +69,61 @@ def test_train_resnet18_cifar_row_on_cpu_compiled():
     _check_row(row, "train resnet18_cifar")
     _check_first_step(row["settings"]["first_step"])
     assert row["settings"]["ours"]["compile"] == {"backend": "eager", "mode": None}
+
+
+def test_training_rows_time_the_trainers_step(monkeypatch):
+    """The rows build their steps with the trainer's own build_train_step: fp32 eager plain, bf16 + fast paths
+    ours, each with an Accelerator of its precision, and leave Accelerate's process state unset."""
+    from accelerate.state import AcceleratorState
+
+    import resnet_hub.bench.benchmark_gpu as rows
+    from resnet_hub.train import trainer
+
+    built = []
+
+    def spy(cfg, accelerator, model, **kwargs):
+        step = trainer.build_train_step(cfg, accelerator, model, **kwargs)
+        built.append((accelerator.mixed_precision, kwargs["fused"], kwargs["channels_last"], kwargs["compile"],
+                      kwargs["compile_options"], type(step)))
+        return step
+
+    monkeypatch.setattr(rows, "build_train_step", spy)
+    row = train_resnet18_cifar(device="cpu", steps=1, warmup=0, batch_size=4, num_images=8, num_workers=0,
+                               compile=True, compile_backend="eager")
+    assert built == [("no", False, False, False, None, trainer.TrainStep),
+                     ("bf16", True, True, True, {"mode": None, "backend": "eager"}, trainer.TrainStep)]
+    assert row["settings"]["train_step"] == "resnet_hub.train.trainer.build_train_step"
+    assert not AcceleratorState._shared_state
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
+def test_command_writes_blocked_rows_without_cuda(tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    assert main(["--json", str(out)]) == 1
+    written = json.loads(out.read_text())
+    assert written["device"] is None and [r["name"] for r in written["rows"]] == list(GPU_ROWS)
+    assert all(r["skipped"] == "CUDA is not available on this machine" for r in written["rows"])
+    assert "train resnet50: blocked: CUDA is not available" in capsys.readouterr().err
+    assert main(["--json", str(out), "--only", "train resnet51"]) == 1
+    assert "unknown GPU benchmark row 'train resnet51'" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+def test_training_rows_on_cuda_agree_with_eager_fp32():
+    """On the GPU: bf16 + channels_last + fused SGD (+ inductor for CIFAR) against eager fp32, first step."""
+    cifar = train_resnet18_cifar(device="cuda", steps=2, warmup=1, batch_size=32, num_images=256, num_workers=2)
+    _check_first_step(cifar["settings"]["first_step"])
+    r50 = train_resnet50(device="cuda", batch_size=8, image_size=128, steps=2, warmup=1, compile=False)
+    _check_first_step(r50["settings"]["first_step"])
+    assert cifar["device"].startswith("cuda: ") and cifar["ours"] > 0 and r50["reference"] > 0
+
+
+@pytest.mark.cuda
+def test_end_to_end_row_decodes_on_the_gpu():
+    row = train_resnet50_end_to_end(device="cuda", batch_size=8, image_size=128, steps=2, warmup=1, num_images=32,
+                                    source_size=(150, 200), num_workers=2, compile=False)
+    _check_first_step(row["settings"]["first_step"])
+    assert row["ours"] > 0 and row["reference"] > 0
 
 
 def test_inference_resnet50_row_on_cpu():

@@ -393,10 +393,7 @@ def test_jpeg_batch_decoder_names_an_undecodable_image():
 
 # ----------------------------------------------------------------------------- on a GPU, where there is one
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-@requires_cuda
+@pytest.mark.cuda
 def test_cuda_loader_matches_cpu_order_and_ranges():
     cpu = _loader(seed=4, augmentation=None)
     cuda = _loader(seed=4, augmentation=None, device="cuda")
@@ -408,7 +405,7 @@ def test_cuda_loader_matches_cpu_order_and_ranges():
     assert stats.binomtest(int(flip["flip"].sum()), 4_000, 0.5).pvalue > P_MIN
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_cuda_jpeg_decode_close_to_cpu():
     ds = _encoded_dataset()
     encoded, _ = encoded_image_collate()([ds[i] for i in range(len(ds))])

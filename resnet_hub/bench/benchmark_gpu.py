@@ -1,26 +1,35 @@
-"""GPU benchmark rows: the fast paths against the eager fp32 baseline, measured in one run.
+"""GPU benchmark rows: the trainer's fast paths against its eager fp32 baseline, measured in one run.
 
-Each row function trains or runs a zoo model twice in the same process, the fast way
-(``ours``: channels_last, bf16 autocast, ``torch.compile``, fused SGD, device-side data) and
-the plain way (``reference``: eager fp32, default SGD, a CPU DataLoader where data is loaded),
-and returns one row ``{"name", "ours", "reference", "ratio", "unit", "device", "settings"}`` in
-images per second. Both sides start from the same weights and take their first step on the
-same batch; the two first-step losses (or logits) go into ``settings`` as evidence that they
-compute the same thing.
+Each training row builds the step users run, the trainer's own
+:func:`resnet_hub.train.trainer.build_train_step` (Accelerate, on-device normalize, the recipe's
+optimizer, loss and lr schedule), twice in the same process: the fast way (``ours``: bf16
+autocast, channels_last, ``torch.compile``, fused SGD, batches from the real device loaders
+``DeviceDataLoader`` / ``JpegBatchDecoder``) and the plain way (``reference``: eager fp32,
+default SGD, a CPU DataLoader where data is loaded). Each returns one row ``{"name", "ours",
+"reference", "ratio", "unit", "device", "settings"}`` in images per second. Both sides start
+from the same weights and take their first step on the same uint8 batch; the two first-step
+losses and the cosine of their gradients go into ``settings`` as evidence that they compute the
+same thing.
 
 Without CUDA a row is returned marked ``"skipped"`` with the reason and ``None`` numbers,
 unless a device is named: ``device="cpu"`` runs the same code at whatever (tiny) size is asked,
 which is how the tests check it. The targets are the issue's, for one H100.
+
+    python -m resnet_hub.bench.benchmark_gpu --json benchmarks/gpu_h100.json   # scripts/gpu_check.sh
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import dataclasses
 import functools
 import itertools
+import json
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -31,15 +40,15 @@ from resnet_hub.train.device_data import (
     DeviceDataLoader,
     JpegBatchDecoder,
     encoded_image_collate,
-    normalize,
     seeded_generator,
 )
 from resnet_hub.train.run_dir import software_versions
+from resnet_hub.train.trainer import TrainStep, build_train_step, create_model
 from resnet_hub.zoo.configs import load_config
 
 __all__ = [
     "GPU_ROWS", "TARGETS", "gpu_rows", "inference_resnet50", "synthetic_jpeg_dataset", "train_resnet18_cifar",
-    "train_resnet50", "train_resnet50_end_to_end",
+    "train_resnet50", "train_resnet50_end_to_end", "trainer_step", "main",
 ]
 
 # images/s on one H100 (issue 7)
@@ -101,7 +110,7 @@ def _images_per_second(step: Callable[[], Any], batch_size: int, steps: int, war
     return batch_size * steps / (time.perf_counter() - start)
 
 
-def _loader_rate(train_step: _TrainStep, batches, batch_size: int, steps: int, warmup: int,
+def _loader_rate(train_step: TrainStep, batches, batch_size: int, steps: int, warmup: int,
                  device: torch.device) -> float:
     """Training images/s with each step's batch taken from ``batches`` (moved to ``device``)."""
 
@@ -133,63 +142,79 @@ def _num_workers(num_workers: Optional[int]) -> int:
     return max(1, (os.cpu_count() or 2) - 2) if num_workers is None else num_workers
 
 
-class _TrainStep:
-    """One SGD step of the recipe's optimizer, the fast way or the plain way."""
+def trainer_step(cfg, model: torch.nn.Module, device: torch.device, fast: bool,
+                 compile_options: Optional[dict] = None) -> TrainStep:
+    """The trainer's step (:func:`build_train_step`) for ``model`` on ``device``, the fast way or the plain way.
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, fast: bool, compile: bool = True,
-                 compile_mode: Optional[str] = None, compile_backend: str = "inductor"):
-        model = model.to(device).train()
-        if fast:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        extra = {"fused": True} if fast else {}
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, **extra)
-        self.forward = (torch.compile(model, mode=compile_mode, backend=compile_backend) if fast and compile
-                        else model)
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast else contextlib.nullcontext
+    Each side gets an Accelerator of its own precision (bf16 or fp32): Accelerate's state is one
+    per process, so it is reset first; the autocast that ``prepare`` wraps around a model's
+    forward stays with that model.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, grads: Optional[list] = None) -> torch.Tensor:
-        with self.autocast():
-            loss = nnf.cross_entropy(self.forward(x), y)
-        loss.backward()
-        if grads is not None:  # for the first-step comparison: all gradients, flattened
-            grads.append(torch.cat([p.grad.float().flatten() for p in self.model.parameters()]))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if fast else "no")
+    return build_train_step(cfg, accelerator, model, lr=0.1, iters_per_epoch=1000, num_classes=cfg.num_classes,
+                            fused=fast, channels_last=fast, compile=fast and compile_options is not None,
+                            compile_options=compile_options)
+
+
+@contextlib.contextmanager
+def _own_accelerate_state():
+    """Leave Accelerate's per-process state as it was found: unset (a row sets it twice)."""
+    from accelerate.state import AcceleratorState
+
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _fast_settings(compile: bool, compile_mode: Optional[str], compile_backend: str) -> dict[str, Any]:
-    return {"ours": {"dtype": "bfloat16 autocast", "channels_last": True, "fused_optimizer": True,
+    return {"train_step": "resnet_hub.train.trainer.build_train_step",
+            "ours": {"dtype": "bfloat16 autocast", "channels_last": True, "fused_optimizer": True,
                      "compile": {"backend": compile_backend, "mode": compile_mode} if compile else False},
             "reference_setup": {"dtype": "float32", "channels_last": False, "fused_optimizer": False, "compile": False}}
 
 
+def _compile_options(compile: bool, compile_mode: Optional[str], compile_backend: str) -> Optional[dict]:
+    return dict(mode=compile_mode, backend=compile_backend) if compile else None
+
+
 def _model(config: str, seed: int) -> torch.nn.Module:
-    import timm
-
-    from resnet_hub.zoo import models  # noqa: F401  registers the zoo with timm
-
     torch.manual_seed(seed)
-    return timm.create_model(config)
+    return create_model(load_config(config))
 
 
-def _compare_first_step(model: torch.nn.Module, x_ours: torch.Tensor, y: torch.Tensor, device: torch.device,
-                        **fast_kw) -> tuple[_TrainStep, _TrainStep, dict[str, float]]:
-    """Both trainers from the same weights; each takes its first step on the same batch.
+def _first_step(step: TrainStep, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """One step of ``step``; its loss and all gradients (flattened, fp32) as the optimizer got them."""
+    grads = []
+    params = [p for group in step.optimizer.param_groups for p in group["params"]]
+    hook = step.optimizer.optimizer.register_step_pre_hook(
+        lambda *_: grads.append(torch.cat([p.grad.float().flatten() for p in params])))
+    try:
+        loss = step(images, labels).item()
+    finally:
+        hook.remove()
+    return loss, grads[0]
 
-    ``x_ours`` is the batch as ours gets it (its dtype and layout, so compiling happens once);
-    the reference gets the same values as contiguous float32. A random-init network's loss is
-    close to log(classes) whatever it is fed, so the cosine between the two first-step
-    gradients is recorded as well: bf16 keeps it above ~0.99, while shuffled labels, other
-    images or a broken backward pull it far lower (0.72 for labels shifted by one, measured).
+
+def _compare_first_step(cfg, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        device: torch.device, compile_options: Optional[dict]
+                        ) -> tuple[TrainStep, TrainStep, dict[str, float]]:
+    """Both sides from the same weights; each takes its first step on the same uint8 batch.
+
+    A random-init network's loss is close to log(classes) whatever it is fed, so the cosine
+    between the two first-step gradients is recorded as well: bf16 keeps it above ~0.99, while
+    shuffled labels, other images or a broken backward pull it far lower (0.72 for labels
+    shifted by one, measured).
     """
-    reference = _TrainStep(copy.deepcopy(model), device, fast=False)
-    ours = _TrainStep(model, device, fast=True, **fast_kw)
-    grads: list = []
-    loss_ref = reference(x_ours.float().contiguous(), y, grads).item()
-    loss_ours = ours(x_ours, y, grads).item()
-    cosine = nnf.cosine_similarity(grads[0], grads[1], dim=0).item()
+    reference = trainer_step(cfg, copy.deepcopy(model), device, fast=False)
+    loss_ref, grad_ref = _first_step(reference, images, labels)
+    ours = trainer_step(cfg, model, device, fast=True, compile_options=compile_options)
+    loss_ours, grad_ours = _first_step(ours, images, labels)
+    cosine = nnf.cosine_similarity(grad_ref, grad_ours, dim=0).item()
     return ours, reference, {"loss_reference": loss_ref, "loss_ours": loss_ours, "grad_cosine": cosine}
 
 
@@ -205,7 +230,7 @@ def _augmentation_at(cfg, size: int) -> DeviceAugmentation:
 def train_resnet50(device: DeviceLike = None, *, batch_size: int = 256, image_size: int = 224, steps: int = 50,
                    warmup: int = 10, compile: bool = True, compile_mode: Optional[str] = None,
                    compile_backend: str = "inductor", seed: int = 0) -> dict[str, Any]:
-    """``train resnet50``: training steps on synthetic data already on the device."""
+    """``train resnet50``: the trainer's steps on a synthetic uint8 batch already on the device."""
     name = "train resnet50"
     settings = dict(config=IN1K_CONFIG, batch_size=batch_size, image_size=image_size, steps=steps, warmup=warmup,
                     data="synthetic, on the device", **_fast_settings(compile, compile_mode, compile_backend))
@@ -213,15 +238,15 @@ def train_resnet50(device: DeviceLike = None, *, batch_size: int = 256, image_si
     if dev is None:
         return _row(name, None, None, None, settings, skipped=reason)
     g = torch.Generator(device=dev).manual_seed(seed)
-    x = torch.randn(batch_size, 3, image_size, image_size, device=dev, generator=g)
+    x = torch.randint(0, 256, (batch_size, 3, image_size, image_size), device=dev, generator=g, dtype=torch.uint8)
     y = torch.randint(0, 1000, (batch_size,), device=dev, generator=g)
-    with _cudnn_benchmark():
-        x_cl = x.contiguous(memory_format=torch.channels_last)
-        ours, reference, losses = _compare_first_step(_model(IN1K_CONFIG, seed), x_cl, y, dev, compile=compile,
-                                                      compile_mode=compile_mode, compile_backend=compile_backend)
+    cfg = load_config(IN1K_CONFIG)
+    with _cudnn_benchmark(), _own_accelerate_state():
+        ours, reference, losses = _compare_first_step(cfg, _model(IN1K_CONFIG, seed), x, y, dev,
+                                                      _compile_options(compile, compile_mode, compile_backend))
         ref_rate = _images_per_second(functools.partial(reference, x, y), batch_size, steps, warmup, dev)
         del reference  # frees its memory for ours
-        ours_rate = _images_per_second(functools.partial(ours, x_cl, y), batch_size, steps, warmup, dev)
+        ours_rate = _images_per_second(functools.partial(ours, x, y), batch_size, steps, warmup, dev)
     return _row(name, ours_rate, ref_rate, dev, dict(settings, first_step=losses))
 
 
@@ -250,14 +275,15 @@ def synthetic_jpeg_dataset(num_images: int, height: int = 375, width: int = 500,
 
 
 def _plain_imagenet_transform(cfg, image_size: int):
-    """The plain CPU path: HF ``Image()`` decodes with PIL, torchvision transforms per image."""
+    """The plain CPU path: HF ``Image()`` decodes with PIL, torchvision transforms per image to uint8
+    (the trainer's step normalizes, as for the trainer's own ``--decode pil`` path)."""
     import torchvision.transforms as T
 
     rrc = next(a for a in cfg.training.augmentation if a.type == "random_resized_crop")
     transform = T.Compose([
         T.RandomResizedCrop(image_size, scale=rrc.scale, ratio=rrc.ratio,
                             interpolation=T.InterpolationMode(rrc.interpolation)),
-        T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(cfg.eval.mean, cfg.eval.std)])
+        T.RandomHorizontalFlip(), T.PILToTensor()])
 
     def apply(batch):
         return {"image": [transform(im.convert("RGB")) for im in batch["image"]], "label": batch["label"]}
@@ -277,10 +303,11 @@ def train_resnet50_end_to_end(device: DeviceLike = None, *, batch_size: int = 25
     """``train resnet50 end-to-end``: JPEGs in an HF dataset, decoded and augmented per step.
 
     ours: DataLoader workers hand over the encoded bytes (``Image(decode=False)``), the batch is
-    decoded by nvJPEG and RandomResizedCrop + flip run on the device (:class:`JpegBatchDecoder`),
-    normalized to bf16 there. reference: ``Image()`` (PIL) + ``with_transform`` + torchvision
-    RandomResizedCrop/flip/ToTensor/Normalize in the same number of workers, pinned memory,
-    eager fp32. The recipe is ``resnet50_8xb32_in1k``'s (bilinear, scale 0.08-1).
+    decoded by nvJPEG and RandomResizedCrop + flip run on the device (:class:`JpegBatchDecoder`)
+    to a uint8 batch. reference: ``Image()`` (PIL) + ``with_transform`` + torchvision
+    RandomResizedCrop/flip/PILToTensor in the same number of workers, pinned memory, eager fp32.
+    Both feed the trainer's step, which normalizes on the device. The recipe is
+    ``resnet50_8xb32_in1k``'s (bilinear, scale 0.08-1).
     """
     import datasets
     from torch.utils.data import DataLoader
@@ -291,8 +318,9 @@ def train_resnet50_end_to_end(device: DeviceLike = None, *, batch_size: int = 25
     workers = _num_workers(num_workers)
     settings = dict(config=IN1K_CONFIG, batch_size=batch_size, image_size=image_size, steps=steps, warmup=warmup,
                     data=f"{num_images} synthetic JPEGs of {source_size[0]}x{source_size[1]} in an HF dataset",
-                    num_workers=workers, ours_data="bytes from workers, decode_jpeg + augmentation on the device",
-                    reference_data="HF Image() (PIL) + with_transform(torchvision) in workers",
+                    num_workers=workers, ours_data="bytes from workers, JpegBatchDecoder (decode_jpeg + "
+                    "augmentation on the device)", reference_data="HF Image() (PIL) + with_transform(torchvision) "
+                    "in workers",
                     **_fast_settings(compile, compile_mode, compile_backend))
     dev, reason = _resolve_device(device)
     if dev is None:
@@ -308,15 +336,13 @@ def train_resnet50_end_to_end(device: DeviceLike = None, *, batch_size: int = 25
 
     def ours_batches():
         for b, (data, y) in enumerate(_forever(encoded)):
-            x = decoder(data, seeded_generator(dev, seed, b))
-            yield normalize(x, cfg.eval.mean, cfg.eval.std, torch.bfloat16), y.to(dev, non_blocking=True)
+            yield decoder(data, seeded_generator(dev, seed, b)), y.to(dev, non_blocking=True)
 
-    with _cudnn_benchmark():
+    with _cudnn_benchmark(), _own_accelerate_state():
         ours_data = ours_batches()
         x0, y0 = next(ours_data)
-        ours, reference, losses = _compare_first_step(_model(IN1K_CONFIG, seed), x0, y0, dev,
-                                                      compile=compile, compile_mode=compile_mode,
-                                                      compile_backend=compile_backend)
+        ours, reference, losses = _compare_first_step(cfg, _model(IN1K_CONFIG, seed), x0, y0, dev,
+                                                      _compile_options(compile, compile_mode, compile_backend))
         ref_rate = _loader_rate(reference, _forever(plain), batch_size, steps, warmup, dev)
         del reference, plain  # frees memory and stops the reference's workers
         ours_rate = _loader_rate(ours, ours_data, batch_size, steps, warmup, dev)
@@ -345,9 +371,10 @@ def train_resnet18_cifar(device: DeviceLike = None, *, batch_size: int = 128, st
     """``train resnet18_cifar``: the CIFAR-10 recipe's batch, data held on the device.
 
     ours: :class:`DeviceDataLoader` (the split as one uint8 tensor on the device, crop + flip in
-    batch there, normalized to bf16). reference: a torchvision-CIFAR10-style dataset (PIL +
-    RandomCrop(32, 4) + flip + ToTensor + Normalize per image) in a DataLoader with workers and
-    pinned memory, eager fp32. Synthetic CIFAR-shaped data (no download on the machine).
+    batch there). reference: a torchvision-CIFAR10-style dataset (PIL + RandomCrop(32, 4) + flip +
+    PILToTensor per image) in a DataLoader with workers and pinned memory, eager fp32. Both feed
+    the trainer's step, which normalizes on the device. Synthetic CIFAR-shaped data (no download
+    on the machine).
     """
     import numpy as np
     import torchvision.transforms as T
@@ -368,20 +395,19 @@ def train_resnet18_cifar(device: DeviceLike = None, *, batch_size: int = 128, st
     images = rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, cfg.num_classes, num_images)
     device_loader = DeviceDataLoader(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels),
-                                     batch_size, augmentation=DeviceAugmentation.from_config(cfg), mean=cfg.eval.mean,
-                                     std=cfg.eval.std, dtype=torch.bfloat16, drop_last=True, seed=seed, device=dev)
+                                     batch_size, augmentation=DeviceAugmentation.from_config(cfg), drop_last=True,
+                                     seed=seed, device=dev)
     crop = next(a for a in cfg.training.augmentation if a.type == "random_crop")
     transform = T.Compose([T.RandomCrop(crop.size, padding=crop.padding, fill=crop.fill), T.RandomHorizontalFlip(),
-                           T.ToTensor(), T.Normalize(cfg.eval.mean, cfg.eval.std)])
+                           T.PILToTensor()])
     plain = DataLoader(_PlainCifar(images, labels, transform), batch_size=batch_size, shuffle=True, drop_last=True,
                        num_workers=workers, persistent_workers=workers > 0, pin_memory=dev.type == "cuda",
                        generator=torch.Generator().manual_seed(seed))
-    with _cudnn_benchmark():
+    with _cudnn_benchmark(), _own_accelerate_state():
         ours_data = _forever(device_loader, set_epoch=True)
         x0, y0 = next(ours_data)
-        ours, reference, losses = _compare_first_step(_model(CIFAR_CONFIG, seed), x0, y0, dev,
-                                                      compile=compile, compile_mode=compile_mode,
-                                                      compile_backend=compile_backend)
+        ours, reference, losses = _compare_first_step(cfg, _model(CIFAR_CONFIG, seed), x0, y0, dev,
+                                                      _compile_options(compile, compile_mode, compile_backend))
         ref_rate = _loader_rate(reference, _forever(plain), batch_size, steps, warmup, dev)
         del reference, plain  # frees memory and stops the reference's workers
         ours_rate = _loader_rate(ours, ours_data, batch_size, steps, warmup, dev)
@@ -444,3 +470,41 @@ def gpu_rows(device: DeviceLike = None, names: Optional[list[str]] = None) -> li
     if unknown:
         raise ValueError(f"unknown GPU benchmark row {unknown[0]!r} (choices: {', '.join(GPU_ROWS)})")
     return [fn(device) for name, fn in GPU_ROWS.items() if names is None or name in names]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, required=True, help="where to write the rows and the device's name")
+    parser.add_argument("--only", default=None, help=f"comma-separated rows (default: all: {', '.join(GPU_ROWS)})")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The rows on CUDA into ``--json`` (written whole); 1 when a row is blocked (no CUDA)."""
+    rows = gpu_rows(names=[n.strip() for n in args.only.split(",")] if args.only else None)
+    for row in rows:
+        if row.get("skipped"):
+            print(f"{row['name']}: blocked: {row['skipped']}", file=sys.stderr)
+        else:
+            print(f"{row['name']} [{row['device']}]: ours {row['ours']:,.0f} {row['unit']} (target "
+                  f"{TARGETS[row['name']]:,}), reference {row['reference']:,.0f}, ratio {row['ratio']:.2f}",
+                  file=sys.stderr)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_name(f".{args.json.name}.tmp")
+    tmp.write_text(json.dumps({"device": device, "targets_for": "one H100 or H200", "rows": rows}, indent=1) + "\n")
+    os.replace(tmp, args.json)
+    return 1 if any(r.get("skipped") for r in rows) else 0
+
+
+def main(argv=None) -> int:
+    """``python -m resnet_hub.bench.benchmark_gpu --json OUT [--only ROW,ROW]``."""
+    from resnet_hub.commands import main as command_main
+
+    return command_main(_add_arguments, _run, "The four GPU benchmark rows, into one JSON file.", argv,
+                        prog="python -m resnet_hub.bench.benchmark_gpu")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from resnet_hub.commands import non_negative_float, non_negative_int, positive_float, positive_int
+from resnet_hub.commands import CommandError, non_negative_float, non_negative_int, positive_float, positive_int
 from resnet_hub.zoo.configs import HubConfig, load_config
 
 from .evaluate import eval_collate, evaluate_loop, measured_result
@@ -108,10 +109,11 @@ class TrainStep:
 
 def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per_epoch: int, num_classes: int,
                      fused: bool = False, channels_last: bool = False, compile: bool = False,
-                     schedule=None) -> TrainStep:
+                     schedule=None, compile_options: Optional[dict] = None) -> TrainStep:
     """Everything one optimizer step needs, prepared by ``accelerator``; ``model`` is fresh from :func:`create_model`.
 
-    Used by the trainer and by benchmarks on in-memory batches::
+    ``compile_options`` go to ``torch.compile`` (``mode``, ``backend``) when ``compile`` is set.
+    Used by the trainer and by the benchmarks (resnet_hub.bench) on in-memory batches::
 
         step = build_train_step(cfg, Accelerator(), create_model(cfg), lr=0.1, iters_per_epoch=100, num_classes=10)
         loss = step(uint8_images, labels)
@@ -124,7 +126,7 @@ def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t, lr, fused=fused)
     if compile:
-        model.compile()  # in place: state_dict keys stay those of the plain model
+        model.compile(**(compile_options or {}))  # in place: state_dict keys stay those of the plain model
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = RecipeLRScheduler(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
                                   t.lr_schedule if schedule is None else schedule, iters_per_epoch)
@@ -143,7 +145,25 @@ def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train ``args.config``'s recipe (flags: :func:`add_arguments`); 0 when done, 128 + N when stopped by signal N."""
+    """Train ``args.config``'s recipe (flags: :func:`add_arguments`); 0 when done, 128 + N when stopped by signal N.
+
+    A process lost from the run (a machine died) stops every other one at its next collective, at
+    the latest after ``--dist-timeout`` seconds, with one line (:class:`CommandError`) naming the
+    last complete checkpoint to ``--resume`` from.
+    """
+    from .lost_process import is_lost_process, lost_process_message
+
+    try:
+        return _run(args)
+    except Exception as e:
+        if not is_lost_process(e):
+            raise
+        out = Path(args.output_dir) if args.output_dir else Path("runs") / load_config(args.config).name
+        raise CommandError(lost_process_message(e, checkpoints=out / "checkpoints",
+                                                timeout_s=args.dist_timeout)) from e
+
+
+def _run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
@@ -152,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     # The plan first: every setting resolved once from the flags, the recipe and the processes, and
     # printed, before anything runs. PartialState is the process group the Accelerator below joins.
     cfg = load_config(args.config)
-    processes = PartialState(cpu=args.cpu)
+    processes = PartialState(cpu=args.cpu, timeout=timedelta(seconds=args.dist_timeout))
     device = processes.device
     plan = resolve_plan(args, cfg, world_size=processes.num_processes, device_type=device.type,
                         bf16_supported=device.type == "cuda" and torch.cuda.is_bf16_supported(),
@@ -220,16 +240,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _accelerator(plan: TrainPlan, out: Path, args):
-    """The run's Accelerator: the plan's precision and accumulation, trackers, logs under ``out``."""
+    """The run's Accelerator: the plan's precision and accumulation, trackers, logs under ``out``, the
+    process group's timeout."""
     from accelerate import Accelerator
     from accelerate.utils import (
         DataLoaderConfiguration,
         GradientAccumulationPlugin,
         GradScalerKwargs,
+        InitProcessGroupKwargs,
         ProjectConfiguration,
     )
 
-    handlers = [] if plan.static_loss_scale is None else [GradScalerKwargs(init_scale=plan.static_loss_scale)]
+    # how long a collective waits for a silent peer before the run stops (lost_process.py)
+    handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=args.dist_timeout))]
+    if plan.static_loss_scale is not None:
+        handlers.append(GradScalerKwargs(init_scale=plan.static_loss_scale))
     return Accelerator(
         mixed_precision=plan.mixed_precision,
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=plan.grad_accum, sync_with_dataloader=False),
@@ -470,6 +495,9 @@ def _add_run_arguments(p) -> None:
     p.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="pinned host memory for non-blocking copies (default: on for CUDA)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when an accelerator is present")
+    p.add_argument("--dist-timeout", type=positive_float, default=1800.0,
+                   help="seconds a collective waits for a silent process (a hung or unreachable machine) before "
+                        "the run stops; a dead machine's closed connections stop it at once")
 
 
 def main(argv=None, prog: Optional[str] = None) -> int:
