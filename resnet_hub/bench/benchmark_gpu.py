@@ -25,7 +25,6 @@ import copy
 import dataclasses
 import functools
 import itertools
-import json
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn.functional as nnf
 
+from resnet_hub.atomic import write_json
 from resnet_hub.train.device_data import (
     DeviceAugmentation,
     DeviceDataLoader,
@@ -492,9 +492,7 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(f".{args.json.name}.tmp")
-    tmp.write_text(json.dumps({"device": device, "targets_for": "one H100 or H200", "rows": rows}, indent=1) + "\n")
-    os.replace(tmp, args.json)
+    write_json(args.json, {"device": device, "targets_for": "one H100 or H200", "rows": rows}, indent=1)
     return 1 if any(r.get("skipped") for r in rows) else 0
 
 
