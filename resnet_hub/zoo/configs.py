@@ -1,8 +1,11 @@
 """hub_configs/*.yaml: one file per mmpretrain config, the single source of truth.
 
-Each file is parsed into the frozen dataclasses below; the dataclasses are the schema. A file
-with a missing, unknown or mistyped field raises :class:`HubConfigError` naming the file and the
-dotted field, so a bad edit fails on load rather than deep inside a training run.
+Each file is parsed into the frozen dataclasses below; the dataclasses are the schema (the stems
+are :data:`resnet_hub.zoo.stems.STEMS`). A file with a missing, unknown or mistyped field raises
+:class:`HubConfigError` naming the file, the dotted field and what is wrong, never the file's
+values, so a bad edit fails on load rather than deep inside a training run, and a file given by
+mistake is not quoted back. What a name given to :func:`load_config` means is
+:func:`resnet_hub.zoo.names.parse_model_name`'s answer.
 """
 from __future__ import annotations
 
