@@ -20,10 +20,11 @@ from .zoo.configs import (  # noqa: E402
     load_config,
 )
 from .zoo.hub_prefix import install as _install_hub_prefix  # noqa: E402
+from .zoo.names import ModelName, parse_model_name  # noqa: E402
 
 _install_hub_prefix()
 
 __all__ = [
     "__version__", "DEFAULT_NAMESPACE", "HubConfig", "HubConfigError", "hub_namespace", "hub_repo_id",
-    "list_configs", "load_config", "get_model", "inference_model",
+    "list_configs", "load_config", "parse_model_name", "ModelName", "get_model", "inference_model",
 ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import difflib
 import itertools
 import json
 import os
@@ -34,22 +33,12 @@ from timm.data import create_transform, resolve_data_config
 
 from .commands import positive_int
 from .train.pipeline import normalize
-from .zoo.configs import list_configs
+from .zoo.names import parse_model_name
 
 __all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "eval_transform",
            "preprocess", "add_arguments", "run"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
-_PREFIXES = ("hub:", "hf-hub:", "local-dir:")
-
-
-def _unknown_model(name: str) -> ValueError:
-    known = list_configs()
-    hint = difflib.get_close_matches(name, known, n=3, cutoff=0.4) or \
-        difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-    return ValueError(f"unknown model {name!r}; closest: {', '.join(hint) if hint else 'none'} "
-                      f"(the zoo's {len(known)} names: resnet-hub list, or resnet_hub.list_configs(); "
-                      "prefixes: hub:NAME, hf-hub:REPO, local-dir:PATH)")
 
 
 def get_model(name: str, pretrained: Union[bool, str, os.PathLike] = False,
@@ -62,17 +51,7 @@ def get_model(name: str, pretrained: Union[bool, str, os.PathLike] = False,
     weights) or the path of a weights file (``.safetensors``, or a ``.pth`` read with
     ``weights_only=True``). ``kwargs`` go to ``timm.create_model`` (``num_classes=``, ...).
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"model name must be a non-empty string, got {name!r}")
-    name = name.strip()
-    prefix = next((p for p in _PREFIXES if name.lower().startswith(p)), None)
-    if prefix is None and not timm.is_model(name):
-        raise _unknown_model(name)
-    if prefix == "local-dir:":
-        folder = Path(name[len(prefix):]).expanduser()
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"{name}: no config.json in {folder} (a local-dir: model is a folder "
-                                    "with config.json and model.safetensors)")
+    name = parse_model_name(name).text  # unknown names, and local-dir: folders that are not bundles, fail here
     if isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained).expanduser()
         if not path.is_file():

@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from resnet_hub.zoo.stems import stem_of_mmpretrain_type
+
 MMPRETRAIN_VERSION = "1.2.0"
 PAPER = {
     "title": "Deep Residual Learning for Image Recognition",
@@ -35,7 +37,6 @@ _HF_DATASETS = {
 }
 # Images of these datasets have one native size; their test pipelines do no resizing.
 _NATIVE_SIZE = {"CIFAR10": 32, "CIFAR100": 32}
-_STEMS = {"ResNet": "v1", "ResNetV1c": "v1c", "ResNetV1d": "v1d", "ResNet_CIFAR": "cifar"}
 # dataset type -> (label set name used in hub_configs, mmpretrain's category tuple)
 LABEL_SETS = {
     "ImageNet": ("imagenet-1k", "IMAGENET_CATEGORIES"),
@@ -316,7 +317,7 @@ def derive_hub_config(name: str) -> dict:
             "paper": dict(PAPER),
             "license": "apache-2.0",
         },
-        "architecture": {"depth": backbone.depth, "stem": _STEMS[backbone.type]},
+        "architecture": {"depth": backbone.depth, "stem": stem_of_mmpretrain_type(backbone.type).name},
         "num_classes": model.head.num_classes,
         "labels": LABEL_SETS[cfg.dataset_type][0],
         "eval": _eval_preprocessing(cfg),

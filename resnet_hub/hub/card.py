@@ -26,14 +26,6 @@ __all__ = ["Complexity", "MeasuredResult", "measure_complexity", "card_data", "r
 
 TEMPLATE = "MODEL_CARD.md"
 
-STEMS = {
-    "v1": "ResNet (mmpretrain `ResNet`): 7x7 stride-2 stem convolution and max-pool, stride in the 3x3 convolution",
-    "v1c": "ResNetV1c (mmpretrain `ResNetV1c`): the 7x7 stem replaced by three 3x3 convolutions (32, 32, 64 wide)",
-    "v1d": "ResNetV1d (mmpretrain `ResNetV1d`): ResNetV1c's deep stem, plus 2x2 average pooling before each "
-           "downsampling shortcut convolution",
-    "cifar": "ResNet with mmpretrain's CIFAR stem (`ResNet_CIFAR`): one 3x3 stride-1 stem convolution and no "
-             "max-pool, for 32x32 images",
-}
 LOSSES = {"cross_entropy": "cross-entropy", "bce": "binary cross-entropy"}
 TAGS = ["image-classification", "timm", "transformers", "resnet", "mmpretrain", "resnet_hub"]
 # model-index results whose source name starts so are resnet_hub's measurements (others: mmpretrain's, anyone's)
@@ -360,7 +352,7 @@ def _template_vars(cfg: HubConfig, model: torch.nn.Module, complexity: Complexit
         "architecture": cfg.architecture_name,
         "stock": cfg.is_stock_timm,
         "depth": cfg.architecture.depth,
-        "stem": STEMS[cfg.architecture.stem],
+        "stem": cfg.stem.card,
         "num_classes": getattr(model, "num_classes", cfg.num_classes),
         "num_features": getattr(model, "num_features", None),
         "labels": cfg.labels,

@@ -5,14 +5,12 @@ comparison with the registered timm model; :func:`convert_checkpoint` loads a ch
 (:mod:`resnet_hub.hub.checkpoint_io`), remaps it, measures the converted model against mmpretrain's
 on fixed random inputs when mmpretrain is installed, and writes the bundle.
 
-mmpretrain's keys and timm's differ in three places only:
+mmpretrain's keys and timm's differ in two places only:
 
 - the head: ``head.fc.*`` is timm's ``fc.*``, and everything else drops ``backbone.``;
-- the deep stem of ``v1c``/``v1d``: ``stem.{0,1,2}.{conv,bn}`` is timm's ``conv1`` Sequential
-  (conv, bn, relu, conv, bn, relu, conv) plus ``bn1``;
-- ``v1d``'s average-pool shortcut: mmpretrain leaves the pool out where the stride is 1 (the
-  first block of ``layer1``), timm keeps an ``Identity`` in its place, so there mmpretrain's
-  ``downsample.{0,1}`` is timm's ``downsample.{1,2}``.
+- the stem: each stem's backbone module renames (``Stem.renames`` in
+  :data:`resnet_hub.zoo.stems.STEMS`): ``v1c``/``v1d``'s deep stem, ``v1d``'s first
+  average-pool shortcut.
 """
 from __future__ import annotations
 
@@ -28,6 +26,7 @@ import torch
 
 from resnet_hub.commands import CommandError
 from resnet_hub.zoo.configs import HubConfig, list_configs, load_config
+from resnet_hub.zoo.stems import STEMS
 
 from .checkpoint_io import ALLOW_NUMPY_FLAG, load_checkpoint
 
@@ -42,18 +41,6 @@ PARITY_TOLERANCE = 1e-5
 PARITY_SEED = 0
 PARITY_BATCH = 2
 
-_DEEP_STEM = {
-    "stem.0.conv": "conv1.0", "stem.0.bn": "conv1.1",
-    "stem.1.conv": "conv1.3", "stem.1.bn": "conv1.4",
-    "stem.2.conv": "conv1.6", "stem.2.bn": "bn1",
-}
-_MODULE_RENAMES = {
-    "v1": {},
-    "cifar": {},
-    "v1c": _DEEP_STEM,
-    "v1d": {**_DEEP_STEM, "layer1.0.downsample.0": "layer1.0.downsample.1",
-            "layer1.0.downsample.1": "layer1.0.downsample.2"},
-}
 _PREPROCESSOR = "data_preprocessor."
 
 
@@ -79,7 +66,7 @@ def _split_checkpoint(checkpoint: Any) -> tuple[dict[str, torch.Tensor], dict]:
 
 def _backbone_key(key: str, stem: str) -> str:
     module, _, param = key.rpartition(".")
-    return f"{_MODULE_RENAMES[stem].get(module, module)}.{param}"
+    return f"{STEMS[stem].renames.get(module, module)}.{param}"
 
 
 def _map(weights: Mapping[str, torch.Tensor], stem: str) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:

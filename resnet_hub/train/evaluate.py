@@ -30,38 +30,26 @@ __all__ = ["add_arguments", "run", "config_of_model", "evaluate_model", "measure
 def config_of_model(name: str):
     """The hub config a model name refers to, when it says: ``CONFIG``, ``hub:CONFIG[@rev]`` or a
     ``local-dir:`` bundle written by resnet_hub (its weights' metadata names the config)."""
-    from resnet_hub.zoo.configs import _all_configs
+    from resnet_hub.zoo.configs import all_configs
+    from resnet_hub.zoo.names import parse_model_name
 
-    configs = _all_configs()
-    if name in configs:
-        return configs[name]
-    if name.startswith("hub:"):
-        return configs.get(name[4:].split("@", 1)[0])
-    if name.startswith("local-dir:"):
-        weights = Path(name[len("local-dir:"):]) / "model.safetensors"
-        if weights.is_file():
-            from safetensors import safe_open
+    parsed = parse_model_name(name)
+    if parsed.config is not None:
+        return all_configs()[parsed.config]
+    if parsed.kind == "local-dir" and (parsed.path / "model.safetensors").is_file():
+        from safetensors import safe_open
 
-            with safe_open(str(weights), "pt") as f:
-                return configs.get((f.metadata() or {}).get("config", ""))
+        with safe_open(str(parsed.path / "model.safetensors"), "pt") as f:
+            return all_configs().get((f.metadata() or {}).get("config", ""))
     return None
 
 
 def check_model_name(name: str) -> None:
     """A clear error for a model name that cannot work, before anything is loaded."""
-    import timm
-
     import resnet_hub  # noqa: F401  (registers the zoo and the hub: prefix)
+    from resnet_hub.zoo.names import parse_model_name
 
-    prefixes = ("hub:", "hf-hub:", "local-dir:", "hf_hub:")
-    if name.startswith("local-dir:") and not Path(name[len("local-dir:"):]).is_dir():
-        raise FileNotFoundError(f"--model {name}: no such folder")
-    if not name.startswith(prefixes) and name not in timm.list_models():
-        from resnet_hub.zoo.configs import closest_names
-
-        hint = closest_names(name)
-        raise ValueError(f"unknown model {name!r}; give a config name ({', '.join(hint) or 'resnet_hub.list_configs()'}"
-                         "), hub:NAME, hf-hub:REPO or local-dir:PATH")
+    parse_model_name(name)
 
 
 def create_pretrained(name: str):

@@ -42,14 +42,14 @@ def create_model(cfg: HubConfig, **kwargs: Any) -> torch.nn.Module:
     """A fresh model of ``cfg``: the registered timm model, or, for a YAML file of its own, its architecture."""
     import timm
 
-    from resnet_hub.zoo import configs
+    from resnet_hub.zoo.configs import all_configs
 
-    registered = configs._all_configs().get(cfg.name)
+    registered = all_configs().get(cfg.name)
     if registered is not None and registered == cfg:
         return timm.create_model(cfg.name, **kwargs)
-    from resnet_hub.zoo.models import _config_cfg, model_args
+    from resnet_hub.zoo.models import config_pretrained_cfg, model_args
 
-    overlay = {k: v for k, v in _config_cfg(cfg).items() if k != "hf_hub_id"}
+    overlay = {k: v for k, v in config_pretrained_cfg(cfg).items() if k != "hf_hub_id"}
     args = dict(model_args(cfg), **kwargs)
     args.pop("block"), args.pop("layers")
     return timm.create_model(cfg.architecture_name, pretrained_cfg_overlay=overlay, **args)

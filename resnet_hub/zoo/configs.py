@@ -1,8 +1,11 @@
 """hub_configs/*.yaml: one file per mmpretrain config, the single source of truth.
 
-Each file is parsed into the frozen dataclasses below; the dataclasses are the schema. A file
-with a missing, unknown or mistyped field raises :class:`HubConfigError` naming the file and the
-dotted field, so a bad edit fails on load rather than deep inside a training run.
+Each file is parsed into the frozen dataclasses below; the dataclasses are the schema (the stems
+are :data:`resnet_hub.zoo.stems.STEMS`). A file with a missing, unknown or mistyped field raises
+:class:`HubConfigError` naming the file, the dotted field and what is wrong, never the file's
+values, so a bad edit fails on load rather than deep inside a training run, and a file given by
+mistake is not quoted back. What a name given to :func:`load_config` means is
+:func:`resnet_hub.zoo.names.parse_model_name`'s answer.
 """
 from __future__ import annotations
 
@@ -16,13 +19,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Union, get_args, get_type_hints
+from typing import Any, Iterable, Literal, Optional, Union
 
 import yaml
 
+from .stems import STEMS, Stem, StemName
+
 __all__ = [
-    "HubConfig", "HubConfigError", "config_dir", "list_configs", "load_config", "load_config_file",
-    "hub_namespace", "hub_repo_id", "closest_names", "DEFAULT_NAMESPACE",
+    "HubConfig", "HubConfigError", "config_dir", "all_configs", "list_configs", "load_config", "load_config_file",
+    "hub_namespace", "hub_repo_id", "closest_names", "zoo_order", "DEFAULT_NAMESPACE",
 ]
 
 DEFAULT_NAMESPACE = "resnet-hub"
@@ -54,7 +59,7 @@ class Source:
 @dataclass(frozen=True)
 class Architecture:
     depth: Literal[18, 34, 50, 101, 152]
-    stem: Literal["v1", "v1c", "v1d", "cifar"]
+    stem: StemName
 
 
 @dataclass(frozen=True)
@@ -219,14 +224,18 @@ class HubConfig:
     path: Optional[Path] = field(default=None, compare=False, repr=False)
 
     @property
+    def stem(self) -> Stem:
+        """This config's row of :data:`resnet_hub.zoo.stems.STEMS`."""
+        return STEMS[self.architecture.stem]
+
+    @property
     def architecture_name(self) -> str:
         """The timm architecture this config builds: a stock one, or this plugin's CIFAR one."""
-        suffix = {"v1": "", "v1c": "c", "v1d": "d", "cifar": "_cifar"}[self.architecture.stem]
-        return f"resnet{self.architecture.depth}{suffix}"
+        return self.stem.architecture(self.architecture.depth)
 
     @property
     def is_stock_timm(self) -> bool:
-        return self.architecture.stem != "cifar"
+        return self.stem.stock_timm
 
     @property
     def crop_pct(self) -> float:
@@ -246,6 +255,19 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+# Errors name the file, the dotted field and the value's type, never the value: a file given by
+# mistake (a path that is not a config at all) is not quoted back to whoever reads the error.
+def _a(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _field(prefix: str, key: str) -> str:
+    """A file's key as an error shows it: when it looks like a schema field, else only where it is."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,39}", key):
+        return f"'{prefix}{key}'"
+    return f"(not shown) in '{prefix.rstrip('.') or '<root>'}'"
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """``value`` as type ``tp``, or HubConfigError naming the dotted field ``where``."""
     origin = typing.get_origin(tp)
@@ -260,15 +282,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except HubConfigError:
                 pass
-        raise HubConfigError(f"field '{where}': {value!r} is none of {' | '.join(map(_type_name, args))}")
+        raise HubConfigError(f"field '{where}': {_a(value)} is none of {' | '.join(map(_type_name, args))}")
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise HubConfigError(f"field '{where}': {value!r} is not one of {list(typing.get_args(tp))}")
+            raise HubConfigError(f"field '{where}': {_a(value)} that is not one of {list(typing.get_args(tp))}")
         return value
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise HubConfigError(f"field '{where}': expected a list, got {value!r}")
+            raise HubConfigError(f"field '{where}': expected a list, got {_a(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
@@ -278,11 +300,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return _from_dict(tp, value, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise HubConfigError(f"field '{where}': expected a number, got {value!r}")
+            raise HubConfigError(f"field '{where}': expected a number, got {_a(value)}")
         return float(value)
     if tp is int or tp is bool or tp is str:
         if type(value) is not tp:
-            raise HubConfigError(f"field '{where}': expected {tp.__name__}, got {value!r}")
+            raise HubConfigError(f"field '{where}': expected {tp.__name__}, got {_a(value)}")
         return value
     raise TypeError(f"schema type {tp} at {where} is not supported")  # a bug in this file
 
@@ -290,12 +312,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def _from_dict(cls, data: Any, where: str = ""):
     prefix = f"{where}." if where else ""
     if not isinstance(data, dict):
-        raise HubConfigError(f"field '{where or '<root>'}': expected a mapping, got {data!r}")
+        raise HubConfigError(f"field '{where or '<root>'}': expected a mapping, got {_a(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
-        raise HubConfigError(f"unknown field '{prefix}{unknown[0]}' (allowed: {', '.join(fields)})")
+        raise HubConfigError(f"unknown field {_field(prefix, unknown[0])} (allowed: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():
         if name not in data:
@@ -322,20 +344,25 @@ def load_config_file(path: Union[str, os.PathLike]) -> HubConfig:
     """Parse and validate one hub_configs YAML file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise HubConfigError(f"{path}: not valid YAML: {e}") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise HubConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
+    except yaml.YAMLError as e:  # its own message quotes the offending line: say where, not what
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise HubConfigError(f"{path}: not valid YAML{where}") from None
     try:
         cfg = _from_dict(HubConfig, data)
     except HubConfigError as e:
         raise HubConfigError(f"{path}: {e}") from None
     if cfg.name != path.stem:
-        raise HubConfigError(f"{path}: field 'name' is {cfg.name!r} but the file is {path.name}")
+        raise HubConfigError(f"{path}: field 'name' must be the file's name without .yaml, {path.stem!r}")
     return dataclasses.replace(cfg, path=path)
 
 
 @lru_cache(maxsize=None)
-def _all_configs() -> dict[str, HubConfig]:
+def all_configs() -> dict[str, HubConfig]:
+    """Every registered config, by name (the files of :func:`config_dir`, parsed once)."""
     return {p.stem: load_config_file(p) for p in sorted(config_dir().glob("*.yaml"))}
 
 
@@ -343,7 +370,7 @@ def list_configs(pattern: str = "*") -> list[str]:
     """Config names, optionally filtered by a shell-style pattern."""
     import fnmatch
 
-    return [n for n in _all_configs() if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n in all_configs() if fnmatch.fnmatchcase(n, pattern)]
 
 
 def _recipe(cfg: HubConfig) -> tuple:
@@ -364,10 +391,10 @@ def zoo_order(names: Iterable[str]) -> list[str]:
     def dataset(c: HubConfig) -> str:
         return c.training.dataset.name
 
-    counts = Counter(dataset(c) for c in _all_configs().values())
-    common = {d: Counter(_recipe(c) for c in _all_configs().values() if dataset(c) == d).most_common(1)[0][0]
+    counts = Counter(dataset(c) for c in all_configs().values())
+    common = {d: Counter(_recipe(c) for c in all_configs().values() if dataset(c) == d).most_common(1)[0][0]
               for d in counts}
-    stems = get_args(get_type_hints(Architecture)["stem"])
+    stems = list(STEMS)
 
     def key(c: HubConfig) -> tuple:
         recipe, usual = _recipe(c), common[dataset(c)]
@@ -378,24 +405,16 @@ def zoo_order(names: Iterable[str]) -> list[str]:
 
 
 def closest_names(name: str, n: int = 3) -> list[str]:
-    return difflib.get_close_matches(name, list(_all_configs()), n=n, cutoff=0.4)
+    return difflib.get_close_matches(name, list(all_configs()), n=n, cutoff=0.4)
 
 
 def load_config(name_or_path: Union[str, os.PathLike]) -> HubConfig:
-    """A config by name (``resnet50_8xb32_in1k``) or by path to a YAML file."""
-    text = str(name_or_path)
-    if text.endswith((".yaml", ".yml")) or os.sep in text:
-        if not Path(text).is_file():
-            raise FileNotFoundError(f"no config file {text}")
-        return load_config_file(text)
-    try:
-        return _all_configs()[text]
-    except KeyError:
-        hint = closest_names(text)
-        raise ValueError(
-            f"unknown config {text!r}; closest: {', '.join(hint) if hint else 'none'} "
-            f"(all {len(_all_configs())}: resnet_hub.list_configs())"
-        ) from None
+    """A config by name (``resnet50_8xb32_in1k``) or by path to a YAML file; other names are a
+    ``ValueError`` naming the closest configs (:func:`resnet_hub.zoo.names.parse_model_name`)."""
+    from .names import CONFIG_KINDS, parse_model_name  # names reads this module's registry
+
+    parsed = parse_model_name(name_or_path, allow=CONFIG_KINDS)
+    return all_configs()[parsed.config] if parsed.kind == "config" else load_config_file(parsed.path)
 
 
 def hub_namespace() -> str:

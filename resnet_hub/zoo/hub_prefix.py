@@ -1,7 +1,9 @@
 """Teach ``timm.create_model`` the ``hub:`` prefix.
 
-``hub:NAME`` (or ``hub:NAME@REVISION``) is config ``NAME`` with its weights from the Hub repo
-``{RESNET_HUB_NAMESPACE}/NAME``, the namespace read at call time. Weights are fetched by timm's
+``hub:NAME`` (or ``hub:NAME@REVISION``) is registered config ``NAME`` with its weights from the
+Hub repo ``{RESNET_HUB_NAMESPACE}/NAME``, the namespace read at call time; what the name means is
+:func:`resnet_hub.zoo.names.parse_model_name`'s answer, so a path after ``hub:`` is refused
+unread. Weights are fetched by timm's
 own ``hf-hub`` loader, so the HF cache, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` behave exactly as
 for ``hf-hub:`` names, and ``num_classes=``/``in_chans=`` adapt the loaded weights as timm does.
 
@@ -19,26 +21,19 @@ import inspect
 import timm
 from timm.models import _factory, get_pretrained_cfg
 
-from .configs import hub_repo_id, load_config
+from .names import name_prefix, parse_model_name
 
-PREFIX = "hub:"
 _HOOKED = "_resolve_model_source"
 _EXPECTED_PARAMS = ["model_name", "pretrained_cfg", "kwargs", "cache_dir"]
 
 
 def resolve_hub_name(model_name: str, pretrained_cfg=None):
     """``hub:NAME[@REV]`` -> (``NAME``, its pretrained cfg pointing at the namespace's repo)."""
-    ident = model_name[len(PREFIX):].strip()
-    if not ident:
-        raise ValueError(f"{model_name!r} names no config: write hub:NAME, e.g. hub:resnet50_8xb32_in1k "
-                         "(all names: resnet_hub.list_configs())")
+    parsed = parse_model_name(model_name, allow=("hub",))  # unknown names fail here, with the closest ones
     if pretrained_cfg:
         raise ValueError("pretrained_cfg= cannot be combined with a 'hub:' name; use the plain config name")
-    name, _, revision = ident.partition("@")
-    load_config(name)  # unknown names fail here, with the closest ones
-    repo_id = hub_repo_id(name)  # an invalid namespace fails here, before any download
-    cfg = dataclasses.replace(get_pretrained_cfg(name), hf_hub_id=f"{repo_id}@{revision}" if revision else repo_id)
-    return name, cfg
+    repo_id = f"{parsed.repo}@{parsed.revision}" if parsed.revision else parsed.repo
+    return parsed.config, dataclasses.replace(get_pretrained_cfg(parsed.config), hf_hub_id=repo_id)
 
 
 def install() -> None:
@@ -55,7 +50,7 @@ def install() -> None:
 
     @functools.wraps(original)
     def resolve_model_source(model_name, pretrained_cfg, kwargs, cache_dir=None):
-        if isinstance(model_name, str) and model_name[:len(PREFIX)].lower() == PREFIX:
+        if isinstance(model_name, str) and name_prefix(model_name) == "hub":
             model_name, pretrained_cfg = resolve_hub_name(model_name, pretrained_cfg)
         return original(model_name, pretrained_cfg, kwargs, cache_dir)
 

@@ -1,8 +1,7 @@
 """The mmpretrain ResNet zoo as timm models, on timm's own ``ResNet``.
 
-mmpretrain's stems map onto timm's: ``v1`` is timm's plain 7x7 stem, ``v1c`` its deep stem
-(``stem_type='deep', stem_width=32``), ``v1d`` the deep stem with ``avg_down``. Only the CIFAR
-stem (one 3x3 stride-1 conv, no max-pool) is new, as :class:`CifarResNet`.
+mmpretrain's stems map onto timm's ``ResNet`` arguments as :data:`resnet_hub.zoo.stems.STEMS`
+says; only the CIFAR stem (one 3x3 stride-1 conv, no max-pool) is new, as :class:`CifarResNet`.
 
 Registered here, following ``timm/models/resnet.py``:
 - architectures ``resnet{18,34,50,101,152}_cifar`` (the other architectures are timm's);
@@ -17,10 +16,11 @@ import torch.nn as nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from .configs import HubConfig, _all_configs, hub_repo_id
+from .configs import HubConfig, all_configs, hub_repo_id
 from .labels import label_names
+from .stems import STEMS
 
-__all__ = ["CifarResNet", "model_args", "LAYERS"]
+__all__ = ["CifarResNet", "model_args", "config_pretrained_cfg", "LAYERS"]
 
 LAYERS = {
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -28,12 +28,6 @@ LAYERS = {
     50: (Bottleneck, (3, 4, 6, 3)),
     101: (Bottleneck, (3, 4, 23, 3)),
     152: (Bottleneck, (3, 8, 36, 3)),
-}
-_STEM_ARGS = {
-    "v1": {},
-    "v1c": dict(stem_width=32, stem_type="deep"),
-    "v1d": dict(stem_width=32, stem_type="deep", avg_down=True),
-    "cifar": {},
 }
 _CIFAR_MEAN_STD = dict(mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.201))
 
@@ -60,7 +54,7 @@ class CifarResNet(ResNet):
 def model_args(cfg: HubConfig) -> dict[str, Any]:
     """The ``ResNet`` constructor arguments of a config: its variant as data."""
     block, layers = LAYERS[cfg.architecture.depth]
-    return dict(block=block, layers=layers, num_classes=cfg.num_classes, **_STEM_ARGS[cfg.architecture.stem])
+    return dict(block=block, layers=layers, num_classes=cfg.num_classes, **cfg.stem.timm_args)
 
 
 def _create_resnet(variant: str, pretrained: bool = False, cifar: bool = False, **kwargs: Any) -> ResNet:
@@ -77,20 +71,20 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
-def _config_cfg(cfg: HubConfig) -> dict[str, Any]:
+def config_pretrained_cfg(cfg: HubConfig) -> dict[str, Any]:
+    """The timm pretrained cfg of a config (as a dict): its eval preprocessing, labels, provenance, Hub repo."""
     e = cfg.eval
-    reduction = 8 if cfg.architecture.stem == "cifar" else 32
     return _cfg(
         hf_hub_id=hub_repo_id(cfg.name),
         num_classes=cfg.num_classes,
         input_size=(3, e.input_size, e.input_size),
-        pool_size=(e.input_size // reduction,) * 2,
+        pool_size=(e.input_size // cfg.stem.reduction,) * 2,
         crop_pct=cfg.crop_pct,
         crop_mode=cfg.crop_mode,
         interpolation=e.resize.interpolation if e.resize else "bilinear",
         mean=e.mean,
         std=e.std,
-        first_conv="conv1" if cfg.architecture.stem in ("v1", "cifar") else "conv1.0",
+        first_conv=cfg.stem.first_conv,
         label_names=label_names(cfg.labels),
         license=cfg.source.license,
         paper_ids=(f"arXiv:{cfg.source.paper.arxiv}",),
@@ -100,27 +94,28 @@ def _config_cfg(cfg: HubConfig) -> dict[str, Any]:
     )
 
 
+_CIFAR = STEMS["cifar"]
 default_cfgs = generate_default_cfgs({
-    **{f"resnet{depth}_cifar": _cfg() for depth in LAYERS},
-    **{name: _config_cfg(cfg) for name, cfg in _all_configs().items()},
+    **{_CIFAR.architecture(depth): _cfg() for depth in LAYERS},
+    **{name: config_pretrained_cfg(cfg) for name, cfg in all_configs().items()},
 })
 
 
 def _cifar_entrypoint(depth: int):
     block, layers = LAYERS[depth]
+    name = _CIFAR.architecture(depth)
 
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> ResNet:
-        return _create_resnet(f"resnet{depth}_cifar", pretrained, cifar=True,
-                              **dict(dict(block=block, layers=layers), **kwargs))
+        return _create_resnet(name, pretrained, cifar=True, **dict(dict(block=block, layers=layers), **kwargs))
 
-    entrypoint.__name__ = entrypoint.__qualname__ = f"resnet{depth}_cifar"
+    entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__doc__ = f"ResNet-{depth} with mmpretrain's CIFAR stem (3x3 stride-1 conv, no max-pool)."
     return entrypoint
 
 
 def _config_entrypoint(cfg: HubConfig):
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> ResNet:
-        return _create_resnet(cfg.name, pretrained, cifar=cfg.architecture.stem == "cifar",
+        return _create_resnet(cfg.name, pretrained, cifar=cfg.stem is _CIFAR,
                               **dict(model_args(cfg), **kwargs))
 
     # config names hold '-', so the entrypoint gets its name here rather than from a `def`
@@ -132,6 +127,6 @@ def _config_entrypoint(cfg: HubConfig):
 
 for _depth in LAYERS:
     register_model(_cifar_entrypoint(_depth))
-for _cfg_obj in _all_configs().values():
+for _cfg_obj in all_configs().values():
     register_model(_config_entrypoint(_cfg_obj))
 del _depth, _cfg_obj
