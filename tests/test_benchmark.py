@@ -210,3 +210,22 @@ def test_quick_streaming_and_cores_per_gpu_rows_derive_the_core_counts(tmp_path)
     assert [float(x) for x in needs] == pytest.approx([3500 / cpu["ours"], 3500 / gpu["ours"]], rel=0.01, abs=0.01)
     table = (tmp_path / "R.md").read_text()
     assert table.count("| cores_per_gpu_") == 2 and "| streaming | cpu |" in table
+
+
+@requires_mmpretrain
+@pytest.mark.mmpretrain
+@pytest.mark.parametrize("native", [None, "avx512_bf16"])
+def test_inference_bf16_row_is_blocked_without_native_bf16_and_measured_with_it(tmp_path, monkeypatch, native):
+    """The row's own logic on a tiny model (timings are not checked); with detection monkeypatched either way."""
+    monkeypatch.setattr("resnet_hub.train.plan.native_bf16", lambda device: native)
+    ours, reference = benchmark.inference_pair("resnet18_8xb16_cifar10")
+    photos = benchmark.make_photos(2, size=(32, 32), jitter=0.0, seed=0)  # CIFAR's eval does not resize
+    paths = [save(p, tmp_path / f"{i}.png") for i, p in enumerate(photos)]
+    ref_results = benchmark.mmpretrain_inference(reference, paths, batch_size=2)
+    row = benchmark._inference_bf16_row(ours, reference, ref_results, paths, 2, 1, "resnet18_8xb16_cifar10", "cpu")
+    assert row.name == "inference bf16" and "ours bf16" in row.settings and "mmpretrain fp32" in row.settings
+    if native is None:
+        assert row.blocked == "this cpu has no native bf16 (emulated bf16 is slower than fp32)" and row.ours is None
+    else:
+        assert not row.blocked and row.ours > 0 and row.reference > 0
+        assert re.search(r"top-1 agrees with mmpretrain fp32 on [0-2]/2", row.settings) and native in row.settings

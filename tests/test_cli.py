@@ -54,7 +54,7 @@ def test_installed_console_script_runs():
 @pytest.mark.parametrize("command, options", [
     ("list", ["--dataset", "--json", "PATTERN"]),
     ("info", ["--json", "NAME"]),
-    ("predict", ["--weights", "--topk", "--batch-size", "--device", "--json", "IMAGE"]),
+    ("predict", ["--weights", "--topk", "--batch-size", "--device", "--precision", "--json", "IMAGE"]),
     ("bench", ["--quick", "--json", "--markdown", "--only", "--device"]),
 ])
 def test_subcommand_help_is_complete(capsys, command, options):
@@ -185,6 +185,24 @@ def test_predict_with_a_weights_file(capsys, tmp_path):
     best = expected[0]
     assert code == 0 and first.startswith(f"{tmp_path / '0.png'}: {best['pred_class']} ({best['pred_label']})")
     assert len(out.splitlines()) == 5  # the best, then 4 more of the top 5
+
+
+@pytest.mark.parametrize("native", [None, "avx512_bf16"])
+def test_predict_precision_auto_says_what_it_chose(capsys, tmp_path, monkeypatch, native):
+    monkeypatch.setattr("resnet_hub.inference.native_bf16", lambda device: native)
+    image = save(photos(1)[0], tmp_path / "x.png")
+    code, out, err = _run(capsys, "predict", CIFAR, str(image), "--random-init", "--precision", "auto", "--json")
+    ran = "bf16" if native else "fp32"
+    assert code == 0 and json.loads(out)["precision"] == ran
+    assert err.strip() == (f"precision auto -> bf16: native bf16 ({native})" if native
+                           else "precision auto -> fp32: this cpu has no native bf16")
+
+
+def test_predict_bad_precision_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _run(capsys, "predict", CIFAR, "x.png", "--precision", "fp16")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "choose from 'fp32', 'bf16', 'auto'" in err, err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -175,3 +175,40 @@ def test_measured_result_names_a_local_folder_by_its_name_only(tmp_path):
     assert (m.dataset, m.dataset_config, m.split, m.images, m.top1) == ("my-images", "default", "validation", 8, 50.0)
     m = measured_result("uoft-cs/cifar10", None, "test", {"eval_images": 3, "top1": 1.0, "top5": 2.0})  # trainer's
     assert (m.dataset, m.dataset_config, m.images, m.top5) == ("uoft-cs/cifar10", None, 3, 2.0)
+
+
+@pytest.mark.parametrize("precision, native, ran", [("auto", None, "fp32"), ("auto", "avx512_bf16", "bf16"),
+                                                     ("no", None, "fp32")])
+def test_precision_is_resolved_and_reported(bundle, capsys, monkeypatch, precision, native, ran):
+    """auto is bf16 only with native bf16 (detection monkeypatched), run under Accelerate's bf16 autocast (emulated
+    if this CPU lacks it: slow but correct, hence 8 images); "no" (Accelerate's word) is fp32; the result says."""
+    from accelerate.state import AcceleratorState
+
+    from resnet_hub import commands
+    from resnet_hub.train import evaluate
+
+    monkeypatch.setattr("resnet_hub.train.plan.native_bf16", lambda device: native)
+    argv = [f"local-dir:{bundle}", "--dataset", "digits", "--limit", "8", "--batch-size", "8", "--workers", "0",
+            "--no-progress", "--cpu", "--precision", precision]
+    AcceleratorState._reset_state(reset_partial_state=True)  # a new mixed precision in this process
+    try:
+        assert commands.main(evaluate.add_arguments, evaluate.run, "eval", argv) == 0
+        assert AcceleratorState().mixed_precision == ("no" if ran == "fp32" else ran)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    result = json.loads(capsys.readouterr().out)
+    assert result["precision"] == ran and result["images"] == 8
+
+
+def test_bad_precision_is_one_line(capsys):
+    from resnet_hub import commands
+    from resnet_hub.train import evaluate
+
+    with pytest.raises(SystemExit) as exit_:
+        commands.main(evaluate.add_arguments, evaluate.run, "eval", ["--model", "x", "--precision", "half"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "choose from 'fp32', 'bf16', 'auto', 'fp16', 'no'" in err, err
+    assert evaluate.eval_precision("bf16") == "bf16" and evaluate.eval_precision("no") == "fp32"
+    with pytest.raises(ValueError, match="one of fp32, bf16, auto, fp16, no; got 'half'"):
+        evaluate.eval_precision("half")

@@ -7,7 +7,8 @@ alike), and yields rows. ``run`` writes the rows as JSON (``--json``) and as a m
 with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a full run).
 
 Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``,
-same weights, same images), ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.train.pipeline`
+same weights, same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32;
+blocked where the device lacks native bf16), ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.train.pipeline`
 vs HF ``Image()`` + ``with_transform`` + torchvision), ``streaming`` (the trainer's ``--streaming``
 loader vs HF streaming + a torchvision map, same workers) and ``cores_per_gpu`` (CPU cores one
 H100 needs at 3,500 training images/s, CPU decode vs the CPU share of GPU decode).
@@ -251,6 +252,39 @@ def inference_rows(ctx: BenchContext) -> Iterator[BenchRow]:
                        f"median of {rounds}; same weights: top-1 agrees on {agree}/{n}; each side calls its "
                        f"inference_model on the same model object every round (ours keeps its BN-folded "
                        f"channels_last copy between calls)", target=1.3)
+        yield _inference_bf16_row(ours_model, ref_model, ref_results, paths, batch, rounds, name, device)
+
+
+def _inference_bf16_row(ours_model, ref_model, ref_results, paths, batch: int, rounds: int, name: str,
+                        device: str) -> BenchRow:
+    """``inference_model(precision="bf16")`` vs mmpretrain in fp32, same images and weights; where the
+    device would only emulate bf16 (slower than fp32), the row says so instead of a number."""
+    from mmpretrain.apis import inference_model as mmpretrain_inference_model
+
+    from resnet_hub.inference import inference_model
+    from resnet_hub.train.plan import native_bf16
+
+    n = len(paths)
+    native = native_bf16(torch.device(device))
+    threads = torch.get_num_threads() if device == "cpu" else "-"
+    settings = (f"{name}, ours bf16 (BN-folded channels_last copy in bf16 weights, fp32 classifier) vs mmpretrain "
+                f"fp32, {n} JPEGs ~500x375 from disk, batch {batch} both sides, {threads} threads, median of {rounds}")
+    if native is None:
+        return BenchRow("inference bf16", None, None, "images/s", device, settings,
+                        blocked=f"this {device} has no native bf16 (emulated bf16 is slower than fp32)")
+    ours_results = inference_model(ours_model, paths, batch_size=batch, precision="bf16")
+    agree = sum(a["pred_label"] == b["pred_label"] for a, b in zip(ours_results, ref_results, strict=True))
+
+    def ours(model=ours_model) -> None:
+        inference_model(model, paths, batch_size=batch, precision="bf16")
+
+    def reference(model=ref_model) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress bar
+            mmpretrain_inference_model(model, paths, batch_size=batch)
+
+    ours_ips, ref_ips = measure_pair(ours, reference, items=n, rounds=rounds)
+    return BenchRow("inference bf16", ours_ips, ref_ips, "images/s", device,
+                    f"{settings}; native bf16: {native}; top-1 agrees with mmpretrain fp32 on {agree}/{n}")
 
 
 # ----------------------------------------------------------------------------- training step

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from resnet_hub.commands import non_negative_int, positive_int
+from resnet_hub.train.plan import ACCELERATE_PRECISION
 
 __all__ = ["add_arguments", "run", "config_of_model", "evaluate_model", "measured_result", "evaluate_loop",
            "eval_collate"]
@@ -173,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config) if args.config else config_of_model(model_name)
     if cfg is None and not args.dataset:
         raise ValueError(f"--model {model_name} does not name its config: give --dataset (and columns) or --config")
-    accelerator = Accelerator(mixed_precision=args.precision, cpu=args.cpu)
+    accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[eval_precision(args.precision, args.cpu)],
+                              cpu=args.cpu)
     model = create_pretrained(model_name)
     if card_bundle is not None:
         _check_same_weights(model, card_bundle)
@@ -197,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
         raise D.BadImages(f"{metrics['skipped']} unreadable image(s) in {spec.path}; pass --bad-images skip to "
                           "drop and count them")
     result = {"model": model_name, "config": cfg.name if cfg else None, "dataset": spec.path,
-              "split": args.split or splits.spec.eval_split, "processes": accelerator.num_processes, **metrics}
+              "split": args.split or splits.spec.eval_split, "processes": accelerator.num_processes,
+              "precision": _our_word(accelerator.mixed_precision), **metrics}
     if accelerator.is_main_process:
         text = json.dumps(result, indent=2)
         print(text)
@@ -212,6 +215,30 @@ def run(args: argparse.Namespace) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             write_text(out, text + "\n")
     return 0
+
+
+# --precision: fp32 (as before: Accelerate's "no", also accepted), bf16/fp16 autocast through Accelerate, or
+# auto = bf16 where the device runs it natively (resnet_hub.train.plan.native_bf16), else fp32
+EVAL_PRECISIONS = ("fp32", "bf16", "auto", "fp16", "no")
+
+
+def eval_precision(precision: str, cpu: bool = False) -> str:
+    """``--precision`` resolved for the device this process evaluates on: ``fp32``, ``bf16`` or ``fp16``."""
+    from accelerate import PartialState
+
+    from .plan import native_bf16
+
+    if precision not in EVAL_PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(EVAL_PRECISIONS)}; got {precision!r}")
+    if precision == "no":
+        return "fp32"
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(PartialState(cpu=cpu).device) else "fp32"
+
+
+def _our_word(mixed_precision: str) -> str:
+    return {v: k for k, v in ACCELERATE_PRECISION.items()}[mixed_precision]
 
 
 def _spec(args, cfg) -> "object":
@@ -242,7 +269,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per device per batch")
     p.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
                    help="data loading workers per device")
-    p.add_argument("--precision", default="no", choices=["no", "fp16", "bf16"], help="autocast precision")
+    p.add_argument("--precision", default="fp32", choices=EVAL_PRECISIONS,
+                   help="bf16 (autocast) pays only where the device runs it natively (a CPU with AVX512-BF16 or "
+                        "AMX, a GPU with bf16); auto picks it there, else fp32; the result says which ran")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images of the split")
     p.add_argument("--bad-images", default="skip", choices=["skip", "error"],
                    help="unreadable images: count them as skipped, or fail")
