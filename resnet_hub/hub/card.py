@@ -256,7 +256,8 @@ def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str,
     complexity = measure_complexity(model, cfg.eval.input_size)
     data = card_data(cfg, converted, measured)
     card = ModelCard.from_template(data, template_path=str(template_path()), **_template_vars(
-        cfg, model, complexity, provenance, converted), measured=measured_markdown(measured_results(data)))
+        cfg, model, complexity, provenance, converted), **deploy_template_vars(cfg),
+        measured=measured_markdown(measured_results(data)))
     return str(card)
 
 
@@ -374,3 +375,33 @@ def _template_vars(cfg: HubConfig, model: torch.nn.Module, complexity: Complexit
         "source": _source(cfg, provenance),
         "parity": _parity(provenance),
     }
+
+
+# ----------------------------------------------------------------------------- deployment sections
+
+
+def deploy_template_vars(cfg: HubConfig) -> dict[str, Any]:
+    """The values of the card's "Export and deployment", "Feature Map Extraction", "Image Embeddings" and
+    "Model Comparison" sections: feature map shapes measured on the meta device, the zoo's table."""
+    import timm
+
+    size = cfg.eval.input_size
+    with torch.device("meta"):
+        feature_model = timm.create_model(cfg.name, features_only=True)
+        shapes = [tuple(f.shape) for f in feature_model(torch.empty(1, 3, size, size))]
+    return {"feature_shapes": shapes, "unpooled_shape": shapes[-1], "zoo_table": zoo_table(highlight=cfg.name)}
+
+
+def zoo_table(highlight: str | None = None) -> str:
+    """The zoo as a markdown table (config, dataset, input, params, GMACs, published top-1/top-5), in
+    mmpretrain's order, as ``resnet-hub list`` prints it; ``highlight`` in bold."""
+    from resnet_hub.cli import list_rows, select_configs
+
+    lines = ["| config | dataset | input | params (M) | GMACs | top-1 (%) | top-5 (%) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in list_rows(select_configs()):
+        name = f"**{r['name']}**" if r["name"] == highlight else r["name"]
+        top5 = "-" if r["top5"] is None else f"{r['top5']:.2f}"
+        lines.append(f"| {name} | {r['dataset']} | {r['input_size']} | {r['params_m']:.2f} | {r['gmacs']:.2f} | "
+                     f"{r['top1']:.2f} | {top5} |")
+    return "\n".join(lines)
