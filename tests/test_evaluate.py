@@ -247,11 +247,17 @@ def _bundle(tmp_path, name, num_classes, labels):
 
 
 def _eval(argv, capsys):
+    import datasets
+
     from resnet_hub import commands
     from resnet_hub.train import evaluate
 
-    code = commands.main(evaluate.add_arguments, evaluate.run, "eval",
-                         [*argv, "--no-progress", "--workers", "0", "--cpu", "--batch-size", "8"])
+    datasets.disable_progress_bars()  # the image folder's first reading draws one on stderr
+    try:
+        code = commands.main(evaluate.add_arguments, evaluate.run, "eval",
+                             [*argv, "--no-progress", "--workers", "0", "--cpu", "--batch-size", "8"])
+    finally:
+        datasets.enable_progress_bars()
     out = capsys.readouterr()
     return code, out.out, out.err
 
