@@ -152,6 +152,11 @@ def _model_kwargs(text: Optional[str]) -> dict:
         raise ValueError(f"--model-kwargs is not JSON ({e}): {text!r}") from None
     if not isinstance(kwargs, dict):
         raise ValueError(f"--model-kwargs must be a JSON object, got {text!r}")
+    own = {"num_classes": "--num-classes", "drop_path_rate": "--drop-path-rate", "pretrained": "--init-checkpoint",
+           "pretrained_cfg": "--config", "pretrained_cfg_overlay": "--config"}
+    taken = [f"{k} (set by {own[k]})" for k in kwargs if k in own]
+    if taken:
+        raise ValueError(f"--model-kwargs sets what the trainer sets itself: {', '.join(taken)}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
