@@ -49,7 +49,10 @@ def encoded_bytes(image: Any) -> torch.Tensor:
     if isinstance(image, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8).reshape(-1))
     if isinstance(image, (str, os.PathLike)):
-        return read_file(str(image))
+        try:
+            return read_file(str(image))
+        except RuntimeError as e:  # torchvision's word for a file it cannot open (missing, permissions, a folder)
+            raise OSError(f"cannot read image file {image}: {' '.join(str(e).split())}") from None
     raise ValueError(f"expected an encoded image (bytes, path or Image(decode=False) value), "
                      f"got {type(image).__name__}")
 
