@@ -73,9 +73,10 @@ class TrainPlan:
     init_checkpoint: Optional[str] = None  # backbone weights to start from (None: random init)
     sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm
     data_on_device: bool = False  # augmentation backend "device": the split held and augmented on the device
-    decode: str = "auto"  # --decode as given (recorded in run.json)
-    augmentation: str = "uint8"  # the backend that runs the recipe's augmentation (resnet_hub.train.augment)
+    augmentation: str = "workers"  # where the recipe's augmentation runs (resnet_hub.train.augment.BACKENDS)
     augmentation_reason: str = ""  # augment.choose_backend's one line on why
+    augmentation_ops: tuple = ()  # the recipe's training augmentation ops, at the size trained (the one source)
+    repeat_augment: Optional[int] = None  # repeated augmentation's repeats (the recipe's repeat_aug sampler)
     eval_batch_size: int = 0
     notes: tuple = ()  # what the run cannot do as asked on this device, said before it starts
 
@@ -115,8 +116,9 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
     cuda = device_type == "cuda"
     init = args.init_checkpoint if args.init_checkpoint is not None else (t.init_from.url if t.init_from else None)
     sync_bn = t.sync_bn if args.sync_bn is None else args.sync_bn
-    augmentation = choose_backend(t.augmentation, device_type, decode=args.decode, on_device=args.data_on_device,
-                                  streaming=streaming, image_size=cfg.eval.input_size)
+    ops = tuple(t.augmentation)
+    augmentation = choose_backend(ops, device_type, on_device=args.data_on_device, streaming=streaming,
+                                  image_size=cfg.eval.input_size)
     notes = []
     if sync_bn and world_size > 1 and not cuda:
         notes.append("note: SyncBN needs CUDA; BatchNorm statistics stay per process on this device")
@@ -137,8 +139,9 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
         model_kwargs=_model_kwargs(args.model_kwargs),
         init_checkpoint=None if init in (None, "", "none") else init,
         sync_bn=bool(sync_bn and world_size > 1 and cuda),
-        data_on_device=augmentation.backend == "device", decode=args.decode,
-        augmentation=augmentation.backend, augmentation_reason=str(augmentation),
+        data_on_device=augmentation.backend == "device",
+        augmentation=augmentation.backend, augmentation_reason=str(augmentation), augmentation_ops=ops,
+        repeat_augment=t.sampler.num_repeats if t.sampler.type == "repeat_aug" else None,
         eval_batch_size=batch * 2 if args.eval_batch_size is None else args.eval_batch_size,
         notes=tuple(notes),
     )

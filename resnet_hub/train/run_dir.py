@@ -74,7 +74,6 @@ def run_identity(cfg, spec, plan, args) -> dict:
         "fit_schedule_to_epochs": plan.epochs if plan.schedule_fitted else None,
         # the device path draws augmentations per batch, the CPU path per image: not interchangeable mid-run
         "data_on_device": plan.data_on_device,
-        "decode": plan.decode,
     }
 
 
