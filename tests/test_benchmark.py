@@ -16,9 +16,9 @@ from PIL import Image
 
 from resnet_hub import inference_model
 from resnet_hub.bench import benchmark
+from resnet_hub.numerics import normalize
 from resnet_hub.train.augment import TrainTransform
 from resnet_hub.train.data import decode_rgb
-from resnet_hub.train.pipeline import normalize
 from resnet_hub.zoo.configs import Augmentation, load_config
 
 

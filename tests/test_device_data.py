@@ -17,6 +17,7 @@ from scipy import stats
 from torch.utils.data import DistributedSampler
 
 from resnet_hub import load_config
+from resnet_hub.numerics import normalize
 from resnet_hub.train.augment import (
     TrainAugmentation,
     UnsupportedOnDevice,
@@ -26,7 +27,6 @@ from resnet_hub.train.augment import (
     seeded_generator,
 )
 from resnet_hub.train.device_data import DeviceDataLoader, load_image_tensor
-from resnet_hub.train.pipeline import normalize
 from resnet_hub.zoo.configs import Augmentation
 
 

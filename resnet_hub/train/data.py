@@ -461,7 +461,7 @@ class LoaderBatches:
 
 
 class DeviceNormalize(torch.nn.Module):
-    """uint8 NCHW -> normalized float on the device (:func:`resnet_hub.train.pipeline.normalize`).
+    """uint8 NCHW -> normalized float on the device (:func:`resnet_hub.numerics.normalize`).
 
     The uint8 batch is copied to the device without blocking (4x fewer bytes than floats) and
     normalized there; ``.to(device)`` on the module picks the device.
@@ -474,7 +474,7 @@ class DeviceNormalize(torch.nn.Module):
         self.channels_last = channels_last
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        from .pipeline import normalize
+        from resnet_hub.numerics import normalize
 
         images = images.to(self.mean.device, non_blocking=True)
         return normalize(images, self.mean, self.std, channels_last=self.channels_last)

@@ -16,8 +16,9 @@ from typing import Any, Optional, Union
 
 import torch
 
+from resnet_hub.numerics import normalize
+
 from .augment import TrainAugmentation, seeded_generator
-from .pipeline import normalize
 
 __all__ = ["DeviceDataLoader", "DeviceTrainBatches", "load_image_tensor"]
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from resnet_hub.numerics import native_bf16
 from resnet_hub.zoo.configs import HubConfig
 
 __all__ = ["TrainPlan", "resolve_plan", "PRECISIONS", "ACCELERATE_PRECISION", "native_bf16"]
@@ -21,30 +22,6 @@ __all__ = ["TrainPlan", "resolve_plan", "PRECISIONS", "ACCELERATE_PRECISION", "n
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "no")
 # our word -> Accelerator(mixed_precision=...)
 ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}
-
-# CPU features that run bf16 matrix math in hardware, as torch.cpu.get_capabilities() names them. Without
-# them oneDNN and ATen emulate bf16 (converting to fp32 around each op): correct, but slower than fp32
-# (measured 5x slower for ResNet-18 on an AVX2-only AMD EPYC).
-_NATIVE_BF16_CPU = ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16")
-
-
-def native_bf16(device) -> Optional[str]:
-    """What makes ``device`` (a torch device or its type) run bf16 natively, in words, or None if it
-    would emulate it: a CPU feature (``avx512_bf16``, ``amx_bf16``; ``bf16`` on ARM) or a CUDA GPU's
-    bf16 support (compute capability 8.0 and up, not counting emulation)."""
-    import torch
-
-    device_type = getattr(device, "type", None) or torch.device(device).type
-    if device_type == "cuda":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
-            major, minor = torch.cuda.get_device_capability(device if getattr(device, "type", None) else None)
-            return f"CUDA compute capability {major}.{minor}"
-        return None
-    if device_type != "cpu":
-        return None
-    capabilities = torch.cpu.get_capabilities()
-    return next((f for f in _NATIVE_BF16_CPU if capabilities.get(f) is True), None)
-
 
 @dataclass(frozen=True)
 class TrainPlan:
@@ -178,6 +155,11 @@ def _model_kwargs(text: Optional[str]) -> dict:
         raise ValueError(f"--model-kwargs is not JSON ({e}): {text!r}") from None
     if not isinstance(kwargs, dict):
         raise ValueError(f"--model-kwargs must be a JSON object, got {text!r}")
+    own = {"num_classes": "--num-classes", "drop_path_rate": "--drop-path-rate", "pretrained": "--init-checkpoint",
+           "pretrained_cfg": "--config", "pretrained_cfg_overlay": "--config"}
+    taken = [f"{k} (set by {own[k]})" for k in kwargs if k in own]
+    if taken:
+        raise ValueError(f"--model-kwargs sets what the trainer sets itself: {', '.join(taken)}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 

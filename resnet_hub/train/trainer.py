@@ -24,7 +24,13 @@ from typing import Any, Optional
 
 import torch
 
-from resnet_hub.commands import CommandError, non_negative_float, non_negative_int, positive_float, positive_int
+from resnet_hub.commands import (
+    CommandError,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from resnet_hub.zoo.configs import HubConfig, load_config
 
 from .evaluate import eval_collate, evaluate_loop, measured_result
@@ -152,10 +158,13 @@ def run(args: argparse.Namespace) -> int:
     the latest after ``--dist-timeout`` seconds, with one line (:class:`CommandError`) naming the
     last complete checkpoint to ``--resume`` from.
     """
+    import contextlib
+
     from .lost_process import is_lost_process, lost_process_message
 
     try:
-        return _run(args)
+        with contextlib.ExitStack() as held:  # the output folder's lock, released however the run ends
+            return _run(args, held)
     except Exception as e:
         if not is_lost_process(e):
             raise
@@ -164,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                                                 timeout_s=args.dist_timeout)) from e
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, held) -> int:
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
@@ -187,10 +196,11 @@ def _run(args: argparse.Namespace) -> int:
     for note in plan.notes if acc.is_main_process else ():
         print(note, file=sys.stderr)
 
-    # Claim the run folder before writing into it: another run's folder is refused, files untouched.
+    # Claim the run folder before writing into it, locked for this run: a folder in use, another run's
+    # folder, or this run's outputs without --resume/--overwrite are refused, files untouched.
     identity = run_identity(cfg, splits.spec, plan, args)
     if acc.is_main_process:
-        claim_output_dir(out, identity, args.resume)
+        held.enter_context(claim_output_dir(out, identity, args.resume, args.overwrite))
     acc.wait_for_everyone()
 
     # The model, its training batches and eval loader, and one prepare in build_train_step.
@@ -301,7 +311,11 @@ def _init_from_checkpoint(model, cfg: HubConfig, checkpoint: str) -> None:
 
 def _build_model(cfg: HubConfig, plan: TrainPlan, *, resume: bool) -> torch.nn.Module:
     """A fresh model of the plan's classes, from its init checkpoint unless resuming, with SyncBN if planned."""
-    model = create_model(cfg, num_classes=plan.num_classes, drop_path_rate=plan.drop_path_rate, **plan.model_kwargs)
+    try:
+        model = create_model(cfg, num_classes=plan.num_classes, drop_path_rate=plan.drop_path_rate,
+                             **plan.model_kwargs)
+    except (TypeError, ValueError, RuntimeError) as e:  # an argument the architecture does not take, or a bad value
+        raise ValueError(f"cannot build {cfg.name} with --model-kwargs {plan.model_kwargs} ({e})") from None
     if plan.init_checkpoint and not resume:  # a resume loads every weight from its checkpoint
         _init_from_checkpoint(model, cfg, plan.init_checkpoint)
     if plan.sync_bn:
@@ -366,7 +380,8 @@ def _resume(checkpoints: Checkpoints, step: TrainStep, steps_per_epoch: int, out
     """The state of the latest complete checkpoint, loaded into the prepared model, optimizer and RNGs."""
     latest = checkpoints.latest()
     if latest is None:
-        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}")
+        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}; pass --overwrite "
+                                "instead to start this run again")
     saved = checkpoints.load(latest)
     state = RunState.from_checkpoint(saved)
     step.set_updates(state.global_step)
@@ -456,7 +471,7 @@ def _add_recipe_arguments(p) -> None:
     p.add_argument("--model-kwargs", default=None,
                    help='extra timm.create_model arguments as JSON, e.g. \'{"channels": [16, 32, 64, 128]}\' for a '
                         "narrow smoke-test model; recorded in run.json and the bundle's config.json")
-    p.add_argument("--drop-path-rate", type=non_negative_float, default=None,
+    p.add_argument("--drop-path-rate", type=fraction, default=None,
                    help="stochastic depth (default: the recipe's)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="SyncBatchNorm across processes on CUDA (default: the recipe's)")
@@ -469,6 +484,9 @@ def _add_recipe_arguments(p) -> None:
 def _add_run_arguments(p) -> None:
     p.add_argument("--output-dir", default=None, help="run folder (default: runs/CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --output-dir (its checkpoints, metrics and final bundle) and "
+                        "start again; without it a folder holding a run is refused unless --resume")
     p.add_argument("--checkpoint-steps", type=positive_int, default=None,
                    help="also checkpoint every N optimizer steps (default: at the end of each epoch only)")
     p.add_argument("--keep", type=positive_int, default=3, help="complete checkpoints to keep")
