@@ -149,8 +149,8 @@ def test_recipe_random_crop_and_flip_pixels_equal_mmpretrains(name):
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
 def test_random_resized_crop_pixels_are_mmpretrains_within_resampling_rounding(interpolation):
     """RandomResizedCrop at the same crop as mmpretrain's with ``backend='pillow'`` (the ImageNet recipes):
-    PIL's resampling filter and torch's antialiased one differ by rounding. Measured on this AMD EPYC
-    (AVX2): mean |difference| 0.12 (bilinear) and 0.19 (bicubic) grey levels, at most 2 and 5 levels."""
+    PIL's resampling filter and torch's antialiased one differ by rounding. Measured on an AMD EPYC
+    (AVX2): mean |difference| 0.041 (bilinear) and 0.0045 (bicubic) grey levels, at most 1 level."""
     from mmpretrain.datasets.transforms import RandomResizedCrop
 
     op = Augmentation(type="random_resized_crop", size=48, scale=(0.08, 1.0), ratio=(0.75, 4 / 3),
@@ -165,14 +165,14 @@ def test_random_resized_crop_pixels_are_mmpretrains_within_resampling_rounding(i
             ref = theirs.transform({"img": image.permute(1, 2, 0).numpy()})["img"]
         diff = np.abs(out[i].permute(1, 2, 0).numpy().astype(int) - ref)
         worst_mean, worst_max = max(worst_mean, diff.mean()), max(worst_max, int(diff.max()))
-    assert worst_mean < 0.5 and worst_max <= 8, (worst_mean, worst_max)
+    assert worst_mean < 0.2 and worst_max <= 2, (worst_mean, worst_max)
 
 
 @requires_mmpretrain
 @pytest.mark.mmpretrain
 def test_cub_resize_is_mmpretrains_within_resampling_rounding():
     """CUB's resize to 600x600 (cv2 bilinear in mmpretrain; upsampling, where antialiasing does nothing):
-    measured mean |difference| 0.25 grey levels, at most 1 level, on this AMD EPYC (AVX2)."""
+    measured mean |difference| 0.22-0.29 grey levels, at most 1 level, on an AMD EPYC (AVX2)."""
     from mmpretrain.datasets.transforms import Resize
 
     op = CUB.training.augmentation[0]
@@ -183,7 +183,7 @@ def test_cub_resize_is_mmpretrains_within_resampling_rounding():
         ref = Resize(scale=tuple(op.size[::-1]), interpolation=op.interpolation, backend=op.backend).transform(
             {"img": image.permute(1, 2, 0).numpy()})["img"]
         diff = np.abs(out[i].permute(1, 2, 0).numpy().astype(int) - ref)
-        assert diff.mean() < 0.5 and diff.max() <= 2, (diff.mean(), diff.max())
+        assert diff.mean() < 0.4 and diff.max() <= 2, (diff.mean(), diff.max())
 
 
 def test_rand_augment_is_timms_on_the_same_draws():

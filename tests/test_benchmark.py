@@ -92,8 +92,8 @@ def test_fixed_crop_gives_near_identical_pixels(flip):
     ours, reference, _ = _both(cfg, benchmark.jpeg_dataset(photos, fmt="JPEG"))
     x = normalize(ours, cfg.eval.mean, cfg.eval.std, channels_last=False)
     mad = (x - reference).abs().mean().item()
-    # measured 4e-3 (channels_last and contiguous uint8 resize kernels round a few pixels apart, by one level)
-    assert mad < 0.02, mad
+    # measured 6.1e-8 (AMD EPYC, AVX2): the same pixels, float32 rounding of the two normalizations
+    assert mad < 1e-5, mad
     assert (x - reference).abs().max() <= 1.01 / (255 * min(cfg.eval.std))
     flipped = normalize(ours.flip(-1), cfg.eval.mean, cfg.eval.std)
     assert (flipped - reference).abs().mean() > 10 * mad  # a flip would show
