@@ -130,15 +130,16 @@ def test_rows_json_and_markdown(tmp_path, monkeypatch):
 
 
 def test_quick_pipeline_rows_run_and_derive_the_core_counts(tmp_path):
-    args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=None, only="pipeline",
+    args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=None, only="pipeline,decode",
                               device=None)
     assert benchmark.run(args) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())
-    assert [r["name"] for r in rows] == ["pipeline", "cores_per_gpu", "pipeline_cifar"]
+    assert [r["name"] for r in rows] == ["pipeline", "cores_per_gpu", "pipeline_cifar", "decode"]
     for r in rows:
         assert set(r) == {"name", "ours", "reference", "ratio", "unit", "device", "settings"}
         assert r["ours"] > 0 and r["reference"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["reference"], 1e-3)
-        assert "train_batches" in r["settings"] or r["name"] == "cores_per_gpu"
+    assert all("train_batches" in r["settings"] for r in rows if r["name"].startswith("pipeline"))
+    assert "decode_rgb" in rows[3]["settings"]
     pipeline, cores = rows[0], rows[1]
     assert (cores["ours"], cores["reference"]) == (pipeline["ours"], pipeline["reference"])
     needs = [float(x) for x in re.findall(r"needs ([0-9.]+) ", cores["settings"]) +

@@ -6,14 +6,14 @@ interleaved round by round (:func:`measure_pair`, so load from other processes h
 alike), and yields rows. ``run`` writes the rows as JSON (``--json``) and as a markdown table
 with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a full run).
 
-Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``,
-same weights, same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32;
-blocked where the device lacks native bf16), ``pipeline`` / ``pipeline_cifar`` (the loader the trainer
-iterates, built by :func:`resnet_hub.train.trainer.train_batches`, vs HF ``Image()`` + ``with_transform`` +
-``torchvision.transforms.v2``, same workers), ``cores_per_gpu`` (CPU cores one H100 needs at 3,500
-training images/s, from the ``pipeline`` row), ``streaming`` (the trainer's ``--streaming`` loader vs HF
-streaming + a torchvision map, same workers) and ``train`` (the trainer's step vs a bare loop).
-Needs the ``train`` and ``test`` extras.
+Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``, same weights,
+same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32; blocked where the device lacks
+native bf16), ``pipeline`` / ``pipeline_cifar`` (the loader the trainer iterates, built by
+:func:`resnet_hub.train.trainer.train_batches`, vs HF ``Image()`` + ``with_transform`` +
+``torchvision.transforms.v2``, same workers), ``cores_per_gpu`` (CPU cores one H100 needs at 3,500 training
+images/s, from the ``pipeline`` row), ``decode`` (the trainer's JPEG decoder vs PIL), ``streaming`` (the
+trainer's ``--streaming`` loader vs HF streaming + a torchvision map, same workers) and ``train`` (the
+trainer's step vs a bare loop). Needs the ``train`` and ``test`` extras.
 """
 from __future__ import annotations
 
@@ -467,6 +467,33 @@ def pipeline_rows(ctx: BenchContext) -> Iterator[BenchRow]:
                            f"CPU cores of this machine for the trainer's loader, {need * cores / ref_ips:.1f} for "
                            f"the reference (3,500 / the `pipeline` row's per-core rates of this run; N cores assumed "
                            f"to give N x)")
+
+
+@register("decode")
+def decode_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    """The trainer's decoder (:func:`resnet_hub.train.data.decode_rgb`: simplejpeg for JPEGs) against PIL, which
+    HF ``Image()`` decodes with, to the same RGB array, on the same ImageNet-size JPEGs."""
+    from PIL import Image
+
+    from resnet_hub.train.data import decode_rgb
+
+    n, rounds = (8, 1) if ctx.quick else (128, 5)
+    rows = [{"bytes": _encode(p, "JPEG"), "path": None} for p in make_photos(n, seed=5)]
+
+    def ours() -> None:
+        for row in rows:
+            decode_rgb(row)
+
+    def reference() -> None:
+        for row in rows:
+            np.array(Image.open(io.BytesIO(row["bytes"])).convert("RGB"))
+
+    ctx.log(f"decode: {n} JPEGs, {rounds} rounds")
+    ours_ips, ref_ips = measure_pair(ours, reference, items=n, rounds=rounds)
+    yield BenchRow("decode", ours_ips, ref_ips, "images/s/core", "cpu",
+                   f"{n} JPEGs ~500x375 (quality 90) to an RGB uint8 array, one core, median of {rounds} interleaved "
+                   f"rounds. Ours: resnet_hub.train.data.decode_rgb (simplejpeg, libjpeg-turbo; the same pixels). "
+                   f"Reference: PIL Image.open + convert('RGB') + numpy, as HF Image() decodes")
 
 
 def arrow_shards(dataset, folder: Path, num_shards: int) -> list[str]:
