@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import timm
 import torch
 from hub_server import fill_hf_cache
 from safetensors.torch import save, save_file
