@@ -7,6 +7,7 @@ those two functions by :func:`main`, so they cannot drift apart.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Callable, Sequence
 
@@ -25,15 +26,19 @@ class CommandError(Exception):
 # by argparse as one line naming the flag ("argument --epochs: must be at least 1, got 0").
 
 
-def _number(parse: Callable[[str], float], low: float, inclusive: bool, what: str):
+def _number(parse: Callable[[str], float], low: float, inclusive: bool, what: str, below: float | None = None):
     def check(text: str):
         try:
             value = parse(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value != value or (value < low if inclusive else value <= low):  # NaN too
+        if not math.isfinite(value):  # nan, inf
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < low if inclusive else value <= low:
             bound = f"at least {low:g}" if inclusive else f"greater than {low:g}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be less than {below:g}, got {text}")
         return value
 
     check.__name__ = what  # argparse names the type in "invalid <name> value" messages
@@ -44,6 +49,7 @@ positive_int = _number(int, 1, True, "a positive integer")
 non_negative_int = _number(int, 0, True, "a non-negative integer")
 positive_float = _number(float, 0.0, False, "a positive number")
 non_negative_float = _number(float, 0.0, True, "a non-negative number")
+fraction = _number(float, 0.0, True, "a number in [0, 1)", below=1.0)  # a probability of dropping, say
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

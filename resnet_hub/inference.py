@@ -34,8 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 
 from .commands import positive_int
-from .train.pipeline import normalize
-from .train.plan import native_bf16
+from .numerics import native_bf16, normalize
 from .zoo.names import parse_model_name
 
 __all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "eval_transform",
@@ -159,7 +158,7 @@ def _preprocess(images, transform, mean, std, device, dtype, channels_last) -> t
 def resolve_precision(precision: str, device: Union[str, torch.device, None] = None) -> str:
     """``"fp32"`` or ``"bf16"``: the precision asked for, with ``"auto"`` resolved for ``device``.
 
-    ``auto`` is bf16 only where the device runs it natively (:func:`resnet_hub.train.plan.native_bf16`:
+    ``auto`` is bf16 only where the device runs it natively (:func:`resnet_hub.numerics.native_bf16`:
     a CPU with AVX512-BF16 or AMX, a CUDA GPU with bf16), else fp32; emulated bf16 is slower than fp32.
     """
     if precision not in PRECISIONS:

@@ -3,20 +3,27 @@
 :func:`train_one_epoch` runs the steps of an epoch (or its rest, after a resume) and checkpoints
 every ``--checkpoint-steps``; :func:`finish_epoch` evaluates and records it. SIGTERM/SIGINT
 (:class:`StopSignal`) stop at the next optimizer step on every process (:func:`agreed_stop`).
+
+A diverged run stops (:func:`check_finite`, :class:`Diverged`): a non-finite loss or lr, checked
+every 10 steps, and non-finite weights, checked before every checkpoint and before an epoch is
+evaluated, end the run with one line, so no checkpoint and no ``final/`` bundle holds them.
 """
 from __future__ import annotations
 
+import math
 import signal
 import time
 from dataclasses import dataclass
 
 import torch
 
+from resnet_hub.commands import CommandError
+
 from . import data as D
 from .evaluate import evaluate_loop
 from .run_dir import RunState
 
-__all__ = ["train_one_epoch", "finish_epoch", "EpochTotals", "StopSignal", "agreed_stop"]
+__all__ = ["train_one_epoch", "finish_epoch", "EpochTotals", "StopSignal", "agreed_stop", "check_finite", "Diverged"]
 
 
 class StopSignal:
@@ -59,6 +66,36 @@ class EpochTotals:
     stop: int = 0  # the signal that stopped the epoch early, 0 if it ran to its end
 
 
+class Diverged(CommandError):
+    """Training produced a non-finite loss, lr or weight; the message says where and what is kept."""
+
+
+def _nonfinite_weights(model) -> bool:
+    values = [v.detach() for v in model.state_dict().values() if v.is_floating_point() and v.numel()]
+    # amax propagates NaN and keeps inf: one small tensor, one device sync
+    return bool(values) and not bool(torch.isfinite(torch.stack([v.abs().amax().float() for v in values])).all())
+
+
+def check_finite(step, loss_sum: torch.Tensor, loss: torch.Tensor, state: RunState, checkpoints, *,
+                 weights: bool) -> None:
+    """Raise :class:`Diverged` if a loss of this epoch so far (their running sum), the lr, or (``weights``) a
+    weight is not finite on any process; every process calls it at the same step."""
+    acc = step.accelerator
+    bad = torch.stack([~torch.isfinite(loss_sum.float()), torch.tensor(not math.isfinite(step.lr), device=acc.device)])
+    if weights:
+        bad = torch.cat([bad, torch.tensor([_nonfinite_weights(step.model)], device=acc.device)])
+    bad = bad.float()
+    if acc.num_processes > 1:
+        bad = acc.reduce(bad, reduction="max")
+    if not bool(bad.any()):
+        return
+    what = "the weights" if bool(bad[-1]) and weights and not bool(bad[:2].any()) else "the loss or lr"
+    latest = checkpoints.latest()
+    raise Diverged(f"training diverged at step {state.global_step} (epoch {state.epoch + 1}): {what} became "
+                   f"non-finite (loss {float(loss):.4g}, lr {step.lr:.4g}); stopped without saving them. Last finite "
+                   f"checkpoint: {latest if latest else 'none'}; a lower --lr (with --overwrite) may train")
+
+
 def check_batch(batch: dict, state: RunState, *, bad_images: str, num_classes: int, where: str) -> None:
     """Count the images a batch dropped, or stop with one clear error."""
     if batch["bad"]:
@@ -98,6 +135,11 @@ def train_one_epoch(step, batches, state: RunState, checkpoints, signals: StopSi
             seen += plan.total_batch
             elapsed = time.perf_counter() - start
             bar.update(1)
+            save = bool(checkpoint_steps) and state.global_step % checkpoint_steps == 0
+            # the weights before anything saves or evaluates them: a checkpoint, the epoch's end
+            weights = save or state.step_in_epoch == steps_per_epoch
+            if state.global_step % 10 == 0 or weights:
+                check_finite(step, loss_sum, loss, state, checkpoints, weights=weights)
             if state.global_step % 10 == 0 or state.step_in_epoch == steps_per_epoch:
                 # .item() waits for the device: only every 10 steps
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{step.lr:.3g}", img_s=f"{seen / elapsed:.0f}")
@@ -105,7 +147,9 @@ def train_one_epoch(step, batches, state: RunState, checkpoints, signals: StopSi
                     acc.log({"train/loss": loss.item(), "train/lr": step.lr}, step=state.global_step)
             stop = agreed_stop(acc, signals.signum, every=1 if acc.num_processes == 1 else 10,
                                step=state.global_step, last=state.step_in_epoch == steps_per_epoch)
-            if stop or (checkpoint_steps and state.global_step % checkpoint_steps == 0):
+            if stop and not weights:
+                check_finite(step, loss_sum, loss, state, checkpoints, weights=True)
+            if stop or save:
                 state.epoch_loss_sum, state.epoch_loss_n = float(loss_sum), loss_n
                 state.epoch_seen, state.epoch_time = state.epoch_seen + seen, state.epoch_time + elapsed
                 seen, start = 0, time.perf_counter()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from resnet_hub.numerics import native_bf16
 from resnet_hub.zoo.configs import HubConfig
 
 from .data import DatasetSpec
@@ -28,35 +29,12 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16", "no")
 # our word -> Accelerator(mixed_precision=...)
 ACCELERATE_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}
 
-# CPU features that run bf16 matrix math in hardware, as torch.cpu.get_capabilities() names them. Without
-# them oneDNN and ATen emulate bf16 (converting to fp32 around each op): correct, but slower than fp32
-# (measured 5x slower for ResNet-18 on an AVX2-only AMD EPYC).
-_NATIVE_BF16_CPU = ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16")
-
-
-def native_bf16(device) -> Optional[str]:
-    """What makes ``device`` (a torch device or its type) run bf16 natively, in words, or None if it
-    would emulate it: a CPU feature (``avx512_bf16``, ``amx_bf16``; ``bf16`` on ARM) or a CUDA GPU's
-    bf16 support (compute capability 8.0 and up, not counting emulation)."""
-    import torch
-
-    device_type = getattr(device, "type", None) or torch.device(device).type
-    if device_type == "cuda":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
-            major, minor = torch.cuda.get_device_capability(device if getattr(device, "type", None) else None)
-            return f"CUDA compute capability {major}.{minor}"
-        return None
-    if device_type != "cpu":
-        return None
-    capabilities = torch.cpu.get_capabilities()
-    return next((f for f in _NATIVE_BF16_CPU if capabilities.get(f) is True), None)
-
-
 @dataclass(frozen=True)
 class RunSettings:
     """Runtime flags (where, how often, what to log): they change no weight, so a resume may change them."""
     output_dir: str
     resume: bool = False
+    overwrite: bool = False  # replace the run already in output_dir
     checkpoint_steps: Optional[int] = None
     keep: int = 3
     tracker: str = "tensorboard"
@@ -213,7 +191,8 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
         dataset=_dataset(args, cfg, streaming), limit_train=args.limit_train, limit_eval=args.limit_eval,
         steps_per_epoch=args.steps_per_epoch, model_name=model_name,
         repo_id=args.repo_id or _repo_id(model_name), dataset_name=args.dataset_name,
-        run=RunSettings(output_dir=output_dir, resume=args.resume, checkpoint_steps=args.checkpoint_steps,
+        run=RunSettings(output_dir=output_dir, resume=args.resume, overwrite=args.overwrite,
+                        checkpoint_steps=args.checkpoint_steps,
                         keep=args.keep, tracker=args.tracker, cpu=args.cpu, dist_timeout=args.dist_timeout,
                         workers=args.workers, bad_images=args.bad_images),
         **hyper,
@@ -283,6 +262,11 @@ def _model_kwargs(text: Optional[str]) -> dict:
         raise ValueError(f"--model-kwargs is not JSON ({e}): {text!r}") from None
     if not isinstance(kwargs, dict):
         raise ValueError(f"--model-kwargs must be a JSON object, got {text!r}")
+    own = {"num_classes": "--num-classes", "drop_path_rate": "--drop-path-rate", "pretrained": "--init-checkpoint",
+           "pretrained_cfg": "--config", "pretrained_cfg_overlay": "--config"}
+    taken = [f"{k} (set by {own[k]})" for k in kwargs if k in own]
+    if taken:
+        raise ValueError(f"--model-kwargs sets what the trainer sets itself: {', '.join(taken)}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 

@@ -23,7 +23,7 @@ from typing import Optional
 from resnet_hub.atomic import replacing, write_json
 
 __all__ = ["RunState", "Checkpoints", "run_identity", "claim_output_dir", "write_metrics", "export_bundle",
-           "software_versions", "RUN_FILE", "METRICS", "CURVES", "TRAINER_STATE"]
+           "software_versions", "OutputDirLock", "RUN_FILE", "METRICS", "CURVES", "TRAINER_STATE"]
 
 TRAINER_STATE = "trainer_state.json"
 RUN_FILE = "run.json"
@@ -87,26 +87,101 @@ def run_identity(cfg, spec, plan, start: dict) -> dict:
 RECORD_ONLY = ("plan", "start")
 
 
-def claim_output_dir(out: Path, identity: dict, resume: bool) -> None:
-    """Refuse ``out`` if it holds another run, checkpoints of this one without ``resume``, or other files;
-    then write ``run.json``. Call on the main process only."""
+LOCK_FILE = ".lock"
+# what a run writes into its folder: a folder holding any of it belongs to that run
+RUN_OUTPUTS = (RUN_FILE, METRICS, CURVES, "final", "checkpoints", "logs")
+
+
+class OutputDirLock:
+    """``fcntl.flock`` on ``OUT/.lock``: one run writes a folder at a time.
+
+    The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a
+    lock file left behind by a dead run is simply taken again; what it says of its holder (pid,
+    host, start time) is only read to name the holder to the run that is refused."""
+
+    def __init__(self, out: Path):
+        import fcntl
+        import socket
+        import time
+
+        self.path = Path(out) / LOCK_FILE
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            os.close(self.fd)
+            raise FileExistsError(f"{out} is in use by another run ({holder}); wait for it to end or choose "
+                                  "another --output-dir") from None
+        # the holder's description, in place (not an atomic.py write: the lock lives on this inode)
+        text = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, text.encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def claim_output_dir(out: Path, identity: dict, resume: bool, overwrite: bool = False) -> OutputDirLock:
+    """Lock ``out`` for this run (:class:`OutputDirLock`, held until ``release``), refuse it if it holds
+    another run, this run's outputs without ``resume`` (``overwrite`` deletes them first), or files of
+    anything else; then write ``run.json``. Call on the main process only."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = OutputDirLock(out)
+    try:
+        _check_output_dir(out, identity, resume, overwrite)
+        write_json(out / RUN_FILE, identity)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _check_output_dir(out: Path, identity: dict, resume: bool, overwrite: bool) -> None:
+    entries = {p.name for p in out.iterdir()} - {LOCK_FILE}
     run_file = out / RUN_FILE
-    if run_file.is_file():
-        old = json.loads(run_file.read_text())
+    if entries and not run_file.is_file() and not entries <= set(RUN_OUTPUTS):
+        raise FileExistsError(f"{out} is not empty and holds no resnet_hub run ({RUN_FILE}); choose another "
+                              "--output-dir")
+    if not entries:
+        if resume:
+            raise FileNotFoundError(f"--resume: {out} holds no run to resume")
+        return
+    if overwrite:
+        if resume:
+            raise ValueError("--resume continues the run in --output-dir, --overwrite replaces it: not both")
+        for name in sorted(entries):  # only what a run writes: the check above refused anything else
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return
+    old = _read_run_file(run_file) if run_file.is_file() else None
+    if old is not None:
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k) and k not in RECORD_ONLY)
         if diff:
             what = ", ".join(f"{k}: {old.get(k)!r} there, {identity.get(k)!r} here" for k in diff)
-            raise FileExistsError(f"{out} holds a different run ({what}); choose another --output-dir")
-        if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
-            raise FileExistsError(f"{out} already holds checkpoints of this run; pass --resume to continue it "
-                                  "or choose another --output-dir")
-    elif out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty and holds no resnet_hub run ({RUN_FILE}); choose another "
-                              "--output-dir")
-    elif resume:
-        raise FileNotFoundError(f"--resume: {out} holds no run to resume")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(run_file, identity)
+            raise FileExistsError(f"{out} holds a different run ({what}); choose another --output-dir or pass "
+                                  "--overwrite to replace it")
+    if not resume:
+        raise FileExistsError(f"{out} already holds a run ({', '.join(sorted(entries))}); pass --resume to continue "
+                              "it, --overwrite to replace it, or choose another --output-dir")
+
+
+def _read_run_file(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable run file ({e}); pass --overwrite to replace the run") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a run file (a JSON object); pass --overwrite to replace the run")
+    return data
 
 
 # ----------------------------------------------------------------------------- checkpoints

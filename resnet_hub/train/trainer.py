@@ -25,7 +25,14 @@ from typing import Any, Optional
 
 import torch
 
-from resnet_hub.commands import CommandError, non_negative_float, non_negative_int, positive_float, positive_int
+from resnet_hub.commands import (
+    CommandError,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from resnet_hub.zoo.configs import HubConfig, load_config
 
 from .evaluate import eval_collate, evaluate_loop, measured_result
@@ -200,10 +207,13 @@ def train(plan: TrainPlan) -> int:
     the latest after ``--dist-timeout`` seconds, with one line (:class:`CommandError`) naming the
     last complete checkpoint to ``--resume`` from.
     """
+    import contextlib
+
     from .lost_process import is_lost_process, lost_process_message
 
     try:
-        return _train(plan)
+        with contextlib.ExitStack() as held:  # the output folder's lock, released however the run ends
+            return _train(plan, held)
     except Exception as e:
         if not is_lost_process(e):
             raise
@@ -211,7 +221,7 @@ def train(plan: TrainPlan) -> int:
                                                 timeout_s=plan.run.dist_timeout)) from e
 
 
-def _train(plan: TrainPlan) -> int:
+def _train(plan: TrainPlan, held) -> int:
     from accelerate.utils import set_seed
 
     from .loop import StopSignal, agreed_stop, finish_epoch, train_one_epoch
@@ -226,13 +236,14 @@ def _train(plan: TrainPlan) -> int:
     for note in plan.notes if acc.is_main_process else ():
         print(note, file=sys.stderr)
 
-    # Claim the run folder before writing into it: another run's folder is refused, files untouched.
+    # Claim the run folder before writing into it, locked for this run: a folder in use, another run's
+    # folder, or this run's outputs without --resume/--overwrite are refused, files untouched.
     facts, note = _start_facts(plan, spec, out)
     if note and acc.is_main_process:
         print(note, file=sys.stderr)
     identity = run_identity(cfg, splits.spec, plan, facts)
     if acc.is_main_process:
-        claim_output_dir(out, identity, run.resume)
+        held.enter_context(claim_output_dir(out, identity, run.resume, run.overwrite))
     acc.wait_for_everyone()
 
     # The model (from --pretrained unless resuming), its training batches and eval loader, one prepare.
@@ -351,10 +362,13 @@ def _start_facts(plan: TrainPlan, spec, out: Path) -> tuple[dict, Optional[str]]
 def _build_model(cfg: HubConfig, plan: TrainPlan, acc) -> torch.nn.Module:
     """A fresh model of the plan's classes, from its pretrained weights unless resuming, with SyncBN if planned;
     the first lines say what was loaded and what is new."""
-    from functools import partial
+    def create(**kwargs):
+        try:
+            return create_model(cfg, num_classes=plan.num_classes, drop_path_rate=plan.drop_path_rate,
+                                **plan.model_kwargs, **kwargs)
+        except (TypeError, ValueError, RuntimeError) as e:  # an argument the architecture does not take, or a bad value
+            raise ValueError(f"cannot build {cfg.name} with --model-kwargs {plan.model_kwargs} ({e})") from None
 
-    create = partial(create_model, cfg, num_classes=plan.num_classes, drop_path_rate=plan.drop_path_rate,
-                     **plan.model_kwargs)
     if plan.pretrained and not plan.run.resume:  # a resume loads every weight from its checkpoint
         from .pretrained import load_pretrained
 
@@ -454,7 +468,8 @@ def _resume(checkpoints: Checkpoints, step: TrainStep, steps_per_epoch: int, out
     """The state of the latest complete checkpoint, loaded into the prepared model, optimizer and RNGs."""
     latest = checkpoints.latest()
     if latest is None:
-        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}")
+        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}; pass --overwrite "
+                                "instead to start this run again")
     saved = checkpoints.load(latest)
     state = RunState.from_checkpoint(saved)
     step.set_updates(state.global_step)
@@ -557,7 +572,7 @@ def _add_recipe_arguments(p) -> None:
     p.add_argument("--model-kwargs", default=None,
                    help='extra timm.create_model arguments as JSON, e.g. \'{"channels": [16, 32, 64, 128]}\' for a '
                         "narrow smoke-test model; recorded in run.json and the bundle's config.json")
-    p.add_argument("--drop-path-rate", type=non_negative_float, default=None,
+    p.add_argument("--drop-path-rate", type=fraction, default=None,
                    help="stochastic depth (default: the recipe's)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="SyncBatchNorm across processes on CUDA (default: the recipe's)")
@@ -610,6 +625,9 @@ def _add_run_arguments(p) -> None:
                    help="the bundle's Hub repo id, used by its card's snippets (default: NAMESPACE/MODEL_NAME, "
                         "NAMESPACE from RESNET_HUB_NAMESPACE)")
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --output-dir (its checkpoints, metrics and final bundle) and "
+                        "start again; without it a folder holding a run is refused unless --resume")
     p.add_argument("--checkpoint-steps", type=positive_int, default=None,
                    help="also checkpoint every N optimizer steps (default: at the end of each epoch only)")
     p.add_argument("--keep", type=positive_int, default=3, help="complete checkpoints to keep")
