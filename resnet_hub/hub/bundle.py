@@ -5,8 +5,10 @@ format, and ``README.md`` (the model card). Stock-architecture configs name timm
 architecture (``resnet50``, ``resnet101d``, ...), so plain timm loads them with ``hf-hub:`` or
 ``local-dir:`` without this package; CIFAR configs name ``resnetN_cifar`` from this package.
 
-Files appear whole or not at all: every file's content is made first, then each is written
-beside its target and moved into place with ``os.replace`` (:mod:`resnet_hub.atomic`).
+The folder appears whole or not at all: every file's content is made first, then written into a
+temporary sibling folder that takes the bundle folder's place in one swap
+(:func:`resnet_hub.atomic.replacing_dir`); a bundle of another config or other weights is replaced
+only when asked (``overwrite``), and a folder holding anything else never.
 :func:`validate_bundle` checks a folder is exactly such a bundle, and a sound one, before
 anything uploads it.
 """
@@ -25,7 +27,7 @@ from safetensors.torch import save
 from timm.models._hub import save_config_for_hf
 
 from resnet_hub import __version__
-from resnet_hub.atomic import write_bytes
+from resnet_hub.atomic import recover_dir, replacing_dir, write_bytes
 from resnet_hub.hashing import sha256_file
 from resnet_hub.zoo.configs import HubConfig
 
@@ -41,7 +43,8 @@ PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt", ".tar", ".
 TRANSFORMERS_ARGS = ("pretrained", "num_classes")
 
 
-def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[str, Any] | None = None) -> dict:
+def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[str, Any] | None = None,
+               description: str | None = None, from_release: bool = True) -> dict:
     """config.json's content for ``model`` built from ``cfg``: timm's Hub format, which
     transformers' TimmWrapper (``AutoModel``, ``pipeline``) reads too.
 
@@ -51,13 +54,16 @@ def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[st
     ``model_args`` whatever it is given, and TimmWrapper passes ``num_classes=`` beside
     ``**model_args`` (a TypeError); both timm and transformers read the root ``num_classes``, so
     that copy goes. And the labels stay once, at the root, where timm's loader reads them.
+    ``description`` says what these weights are (:meth:`resnet_hub.hub.card.CardFacts.description`);
+    weights not ``from_release`` do not name mmpretrain's config as their ``origin_url``.
     """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CONFIG
         save_config_for_hf(
             model, str(path),
             model_config={
-                "pretrained_cfg": {"architecture": cfg.architecture_name},
+                "pretrained_cfg": {"architecture": cfg.architecture_name,
+                                   **({"description": description} if description else {})},
                 "label_names": list(model.pretrained_cfg.get("label_names") or ()),
             },
             model_args=dict(model_args or {}),
@@ -66,6 +72,8 @@ def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[st
     for key in TRANSFORMERS_ARGS:
         data.get("model_args", {}).pop(key, None)
     data["pretrained_cfg"].pop("label_names", None)
+    if not from_release:
+        data["pretrained_cfg"].pop("origin_url", None)
     return data
 
 
@@ -94,8 +102,12 @@ def safetensors_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, 
 
 def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.PathLike, *,
                  provenance: Mapping[str, object] | None = None, card: str | None = None,
-                 model_args: Mapping[str, Any] | None = None, measured: Sequence[Any] = ()) -> Path:
+                 model_args: Mapping[str, Any] | None = None, measured: Sequence[Any] = (),
+                 overwrite: bool = False) -> Path:
     """Write ``model`` as a Hub bundle into ``output_dir`` and return it.
+
+    An existing bundle there is replaced, whole, when it holds the same config and weights or when
+    ``overwrite``; a folder holding files that are not a bundle's is refused (``FileExistsError``).
 
     ``provenance`` goes into the weights' metadata (e.g. ``source_url``, ``source_sha256``,
     ``parity``); ``model_args`` are architecture arguments beyond the config's, for config.json
@@ -103,20 +115,51 @@ def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.Pa
     :func:`resnet_hub.hub.card.render_card` from the provenance and the ``measured`` results
     (:class:`resnet_hub.hub.card.MeasuredResult`) when not given.
     """
-    if card is None:
-        from .card import render_card
+    from .card import card_facts, public_provenance, render_card
 
-        card = render_card(cfg, model, provenance or {}, measured=measured)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    provenance = public_provenance(provenance or {})  # no local path reaches the Hub, in the card or the weights
+    facts = card_facts(cfg, provenance, model.num_classes)
+    if card is None:
+        card = render_card(cfg, model, provenance, measured=measured)
+    output_dir = recover_dir(output_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    check_replaceable(output_dir, cfg.name, state, overwrite=overwrite)
     # everything made before anything is written: a failure here leaves the folder as it was
-    contents = {WEIGHTS: safetensors_bytes(state, weights_metadata(cfg, provenance or {})),
-                CONFIG: (json.dumps(hub_config(model, cfg, model_args=model_args), indent=2) + "\n").encode(),
+    contents = {WEIGHTS: safetensors_bytes(state, weights_metadata(cfg, provenance)),
+                CONFIG: (json.dumps(hub_config(model, cfg, model_args=model_args, description=facts.description(cfg),
+                                                   from_release=facts.kind == "release"), indent=2) + "\n").encode(),
                 CARD: card.encode("utf-8")}
-    for name in BUNDLE_FILES:
-        write_bytes(output_dir / name, contents[name])
+    with replacing_dir(output_dir) as tmp:
+        for name in BUNDLE_FILES:
+            write_bytes(tmp / name, contents[name])
     return output_dir
+
+
+def check_replaceable(folder: Path, config_name: str, state: Mapping[str, torch.Tensor], *, overwrite: bool) -> None:
+    """Refuse to replace ``folder`` when it holds files that are not a bundle's, or, unless ``overwrite``,
+    a bundle of another config or other weights than ``state``."""
+    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if not entries:
+        if folder.exists() and not folder.is_dir():
+            raise FileExistsError(f"{folder} is a file, not a bundle folder")
+        return
+    extra = [n for n in entries if n not in BUNDLE_FILES]
+    if extra:
+        raise FileExistsError(f"{folder} holds {_names(extra)}, which is not part of a bundle; a bundle folder is "
+                              "replaced whole: move them away or choose another --output-dir")
+    if overwrite:
+        return
+    try:
+        old, metadata = _read_weights(folder / WEIGHTS)
+    except ValueError:
+        old, metadata = None, {}
+    what = (f"the config {metadata.get('config')!r}" if metadata.get("config") != config_name else
+            "other weights" if old is not None else "weights that cannot be read")
+    same = old is not None and metadata.get("config") == config_name and old.keys() == state.keys() and all(
+        old[k].dtype == v.dtype and torch.equal(old[k], v) for k, v in state.items())
+    if not same:
+        raise FileExistsError(f"{folder} holds a bundle of {what}, not of these {config_name} weights; pass "
+                              "--overwrite to replace it")
 
 
 # ----------------------------------------------------------------------------- checking a bundle

@@ -245,12 +245,13 @@ def mmpretrain_parity(cfg: HubConfig, checkpoint: Mapping[str, Any], model: torc
 
 def convert_checkpoint(config: Union[str, HubConfig], checkpoint: Union[str, os.PathLike],
                        output_dir: Union[str, os.PathLike], *, sha256: Optional[str] = None, verify: bool = True,
-                       allow_numpy: bool = False, measure_parity: bool = True) -> Path:
+                       allow_numpy: bool = False, measure_parity: bool = True, overwrite: bool = False) -> Path:
     """Convert one mmpretrain checkpoint (file or URL) into a Hub bundle in ``output_dir``.
 
     Nothing is written unless every check passes: the file's sha256, safe loading, the strict key
     mapping, and (when mmpretrain is installed and ``measure_parity``) logits within
-    :data:`PARITY_TOLERANCE` of mmpretrain's.
+    :data:`PARITY_TOLERANCE` of mmpretrain's. The folder appears whole; a bundle of another config or
+    other weights already there is replaced only with ``overwrite`` (:func:`~resnet_hub.hub.bundle.write_bundle`).
     """
     from .bundle import write_bundle
 
@@ -269,7 +270,7 @@ def convert_checkpoint(config: Union[str, HubConfig], checkpoint: Union[str, os.
     if verify and loaded.url is None and loaded.path.name == cfg.checkpoint.file_name:
         # a local copy of the released file, vouched for by the released hash: say where it is published
         provenance["source_url"] = cfg.checkpoint.url
-    return write_bundle(model, cfg, output_dir, provenance={**provenance, "parity": parity})
+    return write_bundle(model, cfg, output_dir, provenance={**provenance, "parity": parity}, overwrite=overwrite)
 
 
 def load_pretrained_backbone(model: torch.nn.Module, checkpoint: Union[str, os.PathLike], *, cfg: HubConfig,
@@ -315,12 +316,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-verify", action="store_true", help="load a checkpoint without checking its sha256")
     parser.add_argument(ALLOW_NUMPY_FLAG, dest="allow_numpy", action="store_true",
                         help="allow numpy scalar and dtype objects (old mmcls meta data) in the checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a bundle of another config or other weights in --output-dir (a bundle of the "
+                             "same weights is replaced without it)")
     parser.add_argument("--no-parity", action="store_true",
                         help="do not measure the converted model against mmpretrain")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(verify=not args.no_verify, allow_numpy=args.allow_numpy, measure_parity=not args.no_parity)
+    return dict(verify=not args.no_verify, allow_numpy=args.allow_numpy, measure_parity=not args.no_parity,
+                overwrite=args.overwrite)
 
 
 def _report(cfg_name: str, out: Path) -> str:
@@ -356,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
     for name, path in todo:
         try:
             out = convert_checkpoint(name, path, output_dir / name, **_options(args))
-        except (ValueError, FileNotFoundError, ConnectionError, ImportError) as e:
+        except (ValueError, FileNotFoundError, FileExistsError, ConnectionError, ImportError) as e:
             failed.append(f"{name}: {' '.join(str(e).split())}")
             continue
         print(_report(name, out), flush=True)

@@ -337,4 +337,4 @@ def export_bundle(model, cfg, folder: Path, *, label_names, model_kwargs: dict, 
     model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper holds the plain model
     model.pretrained_cfg = dict(model.pretrained_cfg, label_names=list(label_names))
     write_bundle(model, cfg, folder, provenance=dict(provenance, versions=software_versions()),
-                 model_args=model_kwargs, measured=list(measured))
+                 model_args=model_kwargs, measured=list(measured), overwrite=True)  # final/ is this run's
