@@ -64,7 +64,7 @@ where pip reaches the index, then copy .whl/ with the checkout"
     export PYTHONPATH="$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
 }
 
-# What the run will use, and whether it imports and meets what resnet_hub (core + train extra) and each
+# What the run will use, and whether it imports and meets what resnet_hub (core, train and export extras) and each
 # carried wheel declare. With strict=1 (the rehearsal) a miss fails the check; on the GPU it is a warning
 # and the check goes on (the rows and tests that do not need what is missing still run).
 preflight() {
@@ -82,7 +82,8 @@ strict = sys.argv[1] == "1"
 print(f"python {sys.version.split()[0]} ({sys.executable}); torch {torch.__version__}, CUDA "
       + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"), flush=True)
 project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
-wanted = [("resnet_hub", r) for r in project["dependencies"] + project["optional-dependencies"]["train"]]
+extras = project["optional-dependencies"]
+wanted = [("resnet_hub", r) for r in project["dependencies"] + extras["train"] + extras.get("export", [])]
 for wheel in sorted(Path(".whl").glob("*.whl")):
     dist = md.distribution(wheel.name.split("-")[0])
     wanted += [(f"{dist.name} (carried)", r) for r in dist.requires or ()]
