@@ -40,7 +40,8 @@ prepare() {
     rm -rf .whl && mv "$tmp" .whl  # only the wheels named now, none left from an older list
     ls -l .whl | tail -n +2 | awk '{printf "  %8.1f MiB  %s\n", $5 / 1048576, $9}'
     bytes=$(travel_size)
-    say "$(awk -v b="$bytes" -v m="$max_mib" 'BEGIN {printf "checkout + .whl/: %.1f MiB of the %d MiB that may travel", b / 1048576, m}')"
+    say "$(awk -v b="$bytes" -v m="$max_mib" \
+        'BEGIN {printf "checkout + .whl/: %.1f MiB of the %d MiB that may travel", b / 1048576, m}')"
     [ "$bytes" -le $((max_mib * 1048576)) ] || die "over ${max_mib} MiB: carry less"
 }
 
@@ -157,7 +158,10 @@ find_python312() {
     local p
     for p in "${REHEARSAL_PYTHON:-}" python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12.*/bin/python3.12 \
              /root/.pyenv/versions/3.12.*/bin/python3.12; do
-        [ -n "$p" ] && "$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$p"; return; }
+        if [ -n "$p" ] && "$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+            echo "$p"
+            return
+        fi
     done
     die "no Python 3.12 here (name one with REHEARSAL_PYTHON=...)"
 }
