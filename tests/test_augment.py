@@ -24,8 +24,8 @@ from resnet_hub.train.augment import (
     choose_backend,
     seeded_generator,
     unsupported,
-    with_crop_size,
 )
+from resnet_hub.train.hyperparams import resize_recipe
 from resnet_hub.train.plan import resolve_plan
 from resnet_hub.zoo.configs import Augmentation
 
@@ -100,7 +100,7 @@ def test_what_the_vocabulary_lacks_is_refused_by_name(op, on_device, lacks):
 def test_an_int_resize_is_a_square_and_crop_sizes_follow_the_plan():
     op = Augmentation(type="resize", size=9)  # mmcv's Resize(scale=9): 9 x 9, not torchvision's shorter edge
     assert TrainAugmentation((op,))(_images(2, 12, 20)).shape == (2, 3, 9, 9)
-    ops = with_crop_size(IN1K.training.augmentation, 160)
+    ops = resize_recipe(IN1K, 160).training.augmentation  # --img-size 160
     assert TrainAugmentation.from_recipe(ops)([_photo(90, 120, 0)]).shape == (1, 3, 160, 160)
 
 
@@ -267,5 +267,5 @@ def test_the_plan_and_the_trainer_follow_the_choice():
     on_cuda = plan(CIFAR.name, device_type="cuda")
     assert on_cuda.data_on_device and on_cuda.augmentation == "device"
     assert on_cuda.augmentation_reason.startswith("on the device: ")
-    assert plan(RSB.name).augmentation == "workers" and plan(RSB.name).augmentation_ops == RSB.training.augmentation
-    assert plan(RSB.name).repeat_augment == 3 and plan(IN1K.name).repeat_augment is None
+    assert plan(RSB.name).augmentation == "workers"
+    assert plan(IN1K.name, "--img-size", "160").recipe.training.augmentation[0].size == 160  # what train_batches runs

@@ -386,11 +386,10 @@ def baseline_train_transform(cfg, image_column: str = "image", label_column: str
 
 def trainer_loader(config: str, train_split, *, batch: int, workers: int, streaming: bool = False,
                    steps: Optional[int] = None, device: str = "cpu", img_size: Optional[int] = None):
-    """What ``resnet-hub train --config CONFIG`` iterates on ``train_split`` (image column ``Image(decode=False)``,
-    labels in ``label``) on ``device``, built by the trainer's own functions: its flags parsed,
-    :func:`resolve_plan`, :func:`resnet_hub.train.trainer.train_batches`. ``img_size`` sets the crop size."""
+    """What ``resnet-hub train --config CONFIG --batch-size B --workers W [--img-size S]`` iterates on
+    ``train_split`` (image column ``Image(decode=False)``, labels in ``label``) on ``device``, built by the
+    trainer's own functions: its flags parsed, :func:`resolve_plan`, :func:`resnet_hub.train.trainer.train_batches`."""
     from resnet_hub.train import trainer
-    from resnet_hub.train.augment import with_crop_size
     from resnet_hub.train.data import DatasetSpec
     from resnet_hub.train.plan import resolve_plan
     from resnet_hub.zoo.configs import load_config
@@ -398,14 +397,14 @@ def trainer_loader(config: str, train_split, *, batch: int, workers: int, stream
     dev = torch.device(device)
     parser = argparse.ArgumentParser()
     trainer.add_arguments(parser)
-    flags = parser.parse_args(["--config", config, "--batch-size", str(batch), "--workers", str(workers),
-                               *(["--cpu"] if dev.type == "cpu" else [])])
-    plan = resolve_plan(flags, load_config(config), world_size=1, device_type=dev.type, streaming=streaming)
-    if img_size is not None:
-        plan = dataclasses.replace(plan, augmentation_ops=with_crop_size(plan.augmentation_ops, img_size))
+    argv = ["--config", config, "--batch-size", str(batch), "--workers", str(workers)]
+    argv += ["--cpu"] if dev.type == "cpu" else []
+    argv += ["--img-size", str(img_size)] if img_size else []
+    argv += ["--steps-per-epoch", str(steps)] if steps else []
+    plan = resolve_plan(parser.parse_args(argv), load_config(config), world_size=1, device_type=dev.type,
+                        streaming=streaming)
     spec = DatasetSpec("hub", "benchmark", "train", "", "image", "label", streaming=streaming)
-    return trainer.train_batches(plan, spec, train_split, device=dev, seed=flags.seed, workers=workers,
-                                 steps_per_epoch=steps)
+    return trainer.train_batches(plan, spec, train_split, device=dev)
 
 
 def _pipeline_pair(config: str, dataset, batch: int, workers: int):

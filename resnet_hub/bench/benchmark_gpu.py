@@ -27,6 +27,7 @@ import itertools
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -501,8 +502,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each row at a size a CPU runs in seconds, compiled with dynamo's eager backend")
 
 
+def _measure_row(name: str, device: str, tiny: bool) -> dict[str, Any]:
+    """One row; a row that raises is recorded as failed (traceback on stderr) so that the rows after it still
+    run in the one GPU session at hand."""
+    try:
+        return GPU_ROWS[name](device, **_row_kwargs(name, tiny))
+    except Exception as e:  # noqa: BLE001 (reported whole, never hidden: the command exits 1)
+        traceback.print_exc()
+        return dict(_row(name, None, None, None, {}), failed=f"{type(e).__name__}: {e}")
+
+
 def _print_row(row: dict[str, Any]) -> None:
-    if row.get("skipped"):
+    if row.get("failed"):
+        print(f"{row['name']}: failed: {row['failed']}", file=sys.stderr, flush=True)
+    elif row.get("skipped"):
         print(f"{row['name']}: blocked: {row['skipped']}", file=sys.stderr, flush=True)
     else:
         print(f"{row['name']} [{row['device']}]: ours {_rate(row['ours'])} {row['unit']} (target "
@@ -516,18 +529,18 @@ def _rate(value: float) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     """The rows into ``--json``, rewritten whole after each row (a row cut short by a time limit leaves
-    the rows before it); 1 when a row is blocked (no CUDA)."""
+    the rows before it); 1 when a row is blocked (no CUDA) or failed."""
     names = _row_names([n.strip() for n in args.only.split(",")] if args.only else None)
     cuda = args.device == "cuda" and torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else ("cpu" if args.device == "cpu" else None)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in names:
-        rows.append(GPU_ROWS[name](args.device, **_row_kwargs(name, args.tiny)))
+        rows.append(_measure_row(name, args.device, args.tiny))
         _print_row(rows[-1])
         write_json(args.json, {"device": device, "targets_for": "one H100 or H200", "tiny": args.tiny,
                                "rows": rows}, indent=1)
-    return 1 if any(r.get("skipped") for r in rows) else 0
+    return 1 if any(r.get("skipped") or r.get("failed") for r in rows) else 0
 
 
 def main(argv=None) -> int:

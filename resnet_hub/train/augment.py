@@ -41,7 +41,7 @@ from torchvision.transforms.v2 import functional as F
 
 __all__ = ["VOCABULARY", "DEFAULTS", "INTERPOLATIONS", "TrainAugmentation", "TrainTransform", "UnsupportedOnDevice",
            "BACKENDS", "BackendChoice", "choose_backend", "unsupported", "refuse_unsupported", "param", "pair",
-           "with_crop_size", "seeded_generator", "sample_seed", "random_crop_params", "random_resized_crop_params",
+           "seeded_generator", "sample_seed", "random_crop_params", "random_resized_crop_params",
            "flip_params", "DEVICE_MAX_IMAGE_SIZE"]
 
 Images = Union[torch.Tensor, list]  # uint8 (B, C, H, W), or a list of uint8 (C, H_i, W_i)
@@ -75,13 +75,6 @@ def pair(size: Any) -> tuple[int, int]:
 
 def _interpolation(op) -> InterpolationMode:
     return InterpolationMode(param(op, "interpolation"))
-
-
-def with_crop_size(ops: Sequence, size: int) -> tuple:
-    """``ops`` with the output size of their crops (random_resized_crop, random_crop) set to ``size``."""
-    from dataclasses import replace
-
-    return tuple(replace(op, size=size) if op.type in ("random_resized_crop", "random_crop") else op for op in ops)
 
 
 # ----------------------------------------------------------------------------- randomness

@@ -62,7 +62,7 @@ def scaled_lr(training, total_batch: int, lr: Optional[float] = None, scale: boo
 
 # ----------------------------------------------------------------------------- optimizer
 
-OPTIMIZER_NAMES = {("sgd", False): "momentum", ("sgd", True): "sgd", ("lamb", None): "lamb"}
+OPTIMIZER_NAMES = {("sgd", False): "momentum", ("sgd", True): "sgd", ("lamb", None): "lamb", ("adamw", None): "adamw"}
 
 
 def build_optimizer(model: torch.nn.Module, training, lr: float, *, fused: bool = False) -> torch.optim.Optimizer:
@@ -82,8 +82,13 @@ def build_optimizer(model: torch.nn.Module, training, lr: float, *, fused: bool 
     elif o.type == "lamb":
         name = "lamb"
         kwargs.update(betas=tuple(o.betas), eps=o.eps, max_grad_norm=o.max_grad_norm)
+    elif o.type == "adamw":
+        name = "adamw"
+        kwargs.update(betas=tuple(o.betas), eps=o.eps)
+        if fused:
+            kwargs["fused"] = True
     else:  # the schema allows no other
-        raise ValueError(f"unknown optimizer {o.type!r}; choose sgd or lamb")
+        raise ValueError(f"unknown optimizer {o.type!r}; choose sgd, adamw or lamb")
     return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=o.weight_decay,
                                filter_bias_and_bn=bool(no_decay), **kwargs)
 
