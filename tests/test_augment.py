@@ -241,7 +241,8 @@ def test_the_seeded_transform_leaves_the_global_generators_alone():
 
 def test_choose_backend_says_why_in_one_line():
     cifar, rsb = CIFAR.training.augmentation, RSB.training.augmentation
-    assert str(choose_backend(cifar, "cpu")) == "DataLoader workers: PIL decode, uint8 tensor augmentation per image"
+    assert str(choose_backend(cifar, "cpu")) == ("DataLoader workers: decoded (simplejpeg, PIL) and augmented as uint8 "
+                                                 "tensors, a batch at a time")
     assert str(choose_backend(cifar, "cuda", image_size=32)).startswith("on the device: every op runs there; 32 px")
     assert choose_backend(cifar, "cuda", image_size=32, on_device="off").backend == "workers"
     assert choose_backend(IN1K.training.augmentation, "cuda", image_size=224).backend == "workers"

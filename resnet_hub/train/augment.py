@@ -412,4 +412,4 @@ def choose_backend(ops: Sequence, device_type: str, *, on_device: str = "auto", 
             return BackendChoice("device", "every op runs there; --data-on-device on")
         if why_not is None and device_type == "cuda" and image_size is not None and image_size <= DEVICE_MAX_IMAGE_SIZE:
             return BackendChoice("device", f"every op runs there; {image_size} px images held on the cuda device")
-    return BackendChoice("workers", "PIL decode, uint8 tensor augmentation per image")
+    return BackendChoice("workers", "decoded (simplejpeg, PIL) and augmented as uint8 tensors, a batch at a time")
