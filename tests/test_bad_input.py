@@ -169,13 +169,15 @@ def test_bad_devices_and_weights_files_are_one_line(bundle, images, tmp_path, ca
     _one_error(code, err, "renamed.pth holds safetensors data: name it .safetensors")
 
 
-def test_unreadable_training_image_is_skipped_by_the_torchvision_decoder(tmp_path):
-    """Case 6: an image file that cannot be opened (permissions 000, or gone) reaches the trainer's loader as a
-    counted bad image, with the torchvision decoder as with PIL, never a traceback."""
+def test_unreadable_training_image_is_counted_by_the_trainers_loader(tmp_path):
+    """Case 6: an image file that cannot be opened (permissions 000, or gone) reaches the trainer's loader
+    (``train_batches``' LabeledImages + TrainTransform, keyed as its sampler keys) as a counted bad image, and
+    as one for evaluation; never a traceback."""
     import datasets
 
     from resnet_hub.train import data as D
-    from resnet_hub.train.trainer import _train_transform
+    from resnet_hub.train.augment import TrainTransform
+    from resnet_hub.train.recipe import eval_transform
 
     good = tmp_path / "good.png"
     Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(good)
@@ -186,11 +188,12 @@ def test_unreadable_training_image_is_skipped_by_the_torchvision_decoder(tmp_pat
     ds = datasets.Dataset.from_dict({"image": [str(good), str(locked), str(gone)], "label": [0, 1, 1]},
                                     features=datasets.Features({"image": datasets.Image(decode=False),
                                                                 "label": datasets.Value("int64")}))
-    training = load_config(CIFAR).training
-    for backend in ("uint8", "pil"):
-        images = D.LabeledImages(ds, _train_transform(backend, training), "image", "label")
-        batch = D.collate_images([images[(i, 0, i)] for i in range(3)])
-        locked_readable = os.access(locked, os.R_OK)  # as root, permissions 000 do not stop a read
-        assert batch["labels"].tolist() == ([0, 1] if locked_readable else [0]), (backend, batch["bad"])
+    locked_readable = os.access(locked, os.R_OK)  # as root, permissions 000 do not stop a read
+    model = timm.create_model(CIFAR)
+    for transform, keys in ((TrainTransform(load_config(CIFAR).training.augmentation), [(i, 0, i) for i in range(3)]),
+                            (eval_transform(model), list(range(3)))):
+        images = D.LabeledImages(ds, transform, "image", "label")
+        batch = D.collate_images(images.__getitems__(keys))
+        assert batch["labels"].tolist() == ([0, 1] if locked_readable else [0]), batch["bad"]
         assert len(batch["bad"]) == 3 - len(batch["labels"]) and "row 2: " in batch["bad"][-1]
         assert "gone.png" in batch["bad"][-1] and (locked_readable or "locked.png" in batch["bad"][0])

@@ -166,7 +166,11 @@ def test_update_card_keeps_published_results_and_replaces_its_own(cifar_bundle, 
     assert ours == {("digits", "validation", "accuracy"): 62.5, ("digits", "validation", "top_5_accuracy"): 97.5,
                     ("uoft-cs/cifar10", "test", "accuracy"): 93.0, ("uoft-cs/cifar10", "test", "top_5_accuracy"): 97.5}
     text = (bundle / "README.md").read_text()
-    assert text.count("### Measured by resnet_hub") == 1 and "| digits | validation | 360 | 62.50 |" in text
+    from resnet_hub.hub.card import RESULTS_BEGIN
+
+    assert text.count(RESULTS_BEGIN) == 1 and "| digits | validation | 360 | 62.50 | 97.50 | measured by" in text
+    table = text.split(RESULTS_BEGIN)[1]
+    assert table.index("published by [mmpretrain model zoo]") < table.index("| digits |")  # one table, both sources
     assert "50.00" not in text and "| uoft-cs/cifar10 (plain_text) | test | 360 | 93.00 |" in text
     assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     validate_bundle(bundle)
@@ -182,3 +186,22 @@ def test_update_card_refuses_a_result_huggingface_hub_would_merge_into_the_publi
     with pytest.raises(ValueError, match="already has results from 'mmpretrain model zoo'"):
         update_card(bundle, _measured(dataset="uoft-cs/cifar10", split="test"))
     assert (bundle / "README.md").read_bytes() == before
+
+
+def test_update_card_replaces_the_measured_block_of_an_older_card(cifar_bundle, tmp_path):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from resnet_hub.hub.card import OLD_MARKERS, RESULTS_BEGIN, RESULTS_END, update_card
+
+    bundle = shutil.copytree(cifar_bundle, tmp_path / "b")
+    card = ModelCard((bundle / "README.md").read_text())
+    head, rest = card.text.split(RESULTS_BEGIN)
+    old = f"{OLD_MARKERS[0]}\n\n### Measured by resnet_hub\n\nNot measured yet.\n\n{OLD_MARKERS[1]}"
+    card.text = head + old + rest.split(RESULTS_END)[1]
+    (bundle / "README.md").write_text(str(card))
+    update_card(bundle, _measured())
+    text = (bundle / "README.md").read_text()
+    assert OLD_MARKERS[0] not in text and "Not measured yet" not in text and text.count(RESULTS_BEGIN) == 1
+    assert "| digits | validation | 360 | 61.25 |" in text

@@ -131,7 +131,8 @@ def test_update_card_adds_what_eval_measured_beside_the_published_results(tmp_pa
     from resnet_hub.hub.bundle import validate_bundle
     from resnet_hub.train import evaluate
 
-    card_bundle = make_bundle("resnet18_8xb16_cifar10", tmp_path / "b")  # converted: mmpretrain's results on its card
+    # converted: mmpretrain's results on its card; classes named as the digits', so eval scores it on them
+    card_bundle = make_bundle("resnet18_8xb16_cifar10", tmp_path / "b", label_names=[str(i) for i in range(10)])
     argv = [f"local-dir:{card_bundle}", "--dataset", "digits", "--limit", "24", "--batch-size", "8", "--workers", "0",
             "--no-progress", "--cpu", "--update-card", str(card_bundle)]
     for _ in range(2):  # the second run replaces the first one's entry
@@ -172,7 +173,7 @@ def test_measured_result_names_a_local_folder_by_its_name_only(tmp_path):
 
     split = SimpleNamespace(info=SimpleNamespace(config_name="default"))  # a datasets split's info
     m = measured_result(str(tmp_path / "my-images"), split, "validation", {"images": 8, "top1": 50.0, "top5": 100.0})
-    assert (m.dataset, m.dataset_config, m.split, m.images, m.top1) == ("my-images", "default", "validation", 8, 50.0)
+    assert (m.dataset, m.dataset_config, m.split, m.images, m.top1) == ("my-images", None, "validation", 8, 50.0)
     m = measured_result("uoft-cs/cifar10", None, "test", {"eval_images": 3, "top1": 1.0, "top5": 2.0})  # trainer's
     assert (m.dataset, m.dataset_config, m.images, m.top5) == ("uoft-cs/cifar10", None, 3, 2.0)
 
@@ -212,3 +213,90 @@ def test_bad_precision_is_one_line(capsys):
     assert evaluate.eval_precision("bf16") == "bf16" and evaluate.eval_precision("no") == "fp32"
     with pytest.raises(ValueError, match="one of fp32, bf16, auto, fp16, no; got 'half'"):
         evaluate.eval_precision("half")
+
+
+# ----------------------------------------------------------------------------- the label space
+
+
+def _image_folder(root, classes, per_class=2):
+    """An image folder (train/ and validation/, one sub-folder per class) of 32x32 photographs' crops."""
+    from skimage import data
+
+    photo = data.astronaut()
+    for split in ("train", "validation"):
+        for c, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                crop = photo[40 * c + 7 * i:][:200, :200]
+                Image.fromarray(crop).resize((32, 32), Image.BICUBIC).save(root / split / name / f"{i}.png")
+    return root
+
+
+SHAPES = ("circle", "square", "star", "triangle")
+
+
+def _bundle(tmp_path, name, num_classes, labels):
+    import timm
+
+    from resnet_hub.hub.bundle import write_bundle
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=num_classes, pretrained_cfg_overlay={"label_names": list(labels)})
+    provenance = {"trained_with": "resnet_hub.train", "model_name": "shapes-r18", "dataset_name": "shapes"}
+    return write_bundle(model, load_config(name), tmp_path / f"{name}-{num_classes}", provenance=provenance)
+
+
+def _eval(argv, capsys):
+    import datasets
+
+    from resnet_hub import commands
+    from resnet_hub.train import evaluate
+
+    datasets.disable_progress_bars()  # the image folder's first reading draws one on stderr
+    try:
+        code = commands.main(evaluate.add_arguments, evaluate.run, "eval",
+                             [*argv, "--no-progress", "--workers", "0", "--cpu", "--batch-size", "8"])
+    finally:
+        datasets.enable_progress_bars()
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("model, folder, needle", [
+    (("resnet18_8xb32_in1k", 1000, None), SHAPES, "the model has 1000 classes ('tench, Tinca tinca'"),
+    (("resnet18_8xb16_cifar10", 10, None), SHAPES[:3], "the model has 10 classes ('airplane'"),
+    (("resnet18_8xb16_cifar10", 4, SHAPES), ("circle", "square", "star", "triangel"),
+     "1 of 4 class names differ; label 3 is 'triangle' for the model but 'triangel' in dataset"),
+], ids=["1000-on-4", "10-on-3", "renamed-folder"])
+def test_a_model_of_other_classes_is_refused_before_scoring_and_the_card_untouched(tmp_path, capsys, model, folder,
+                                                                                   needle):
+    name, num_classes, labels = model
+    from resnet_hub.zoo.labels import label_names
+
+    labels = labels or label_names(load_config(name).labels)
+    bundle = _bundle(tmp_path, name, num_classes, labels)
+    data = _image_folder(tmp_path / "data", folder, per_class=1)
+    before = (bundle / "README.md").read_bytes()
+    code, out, err = _eval([f"local-dir:{bundle}", "--dataset", str(data), "--update-card", str(bundle)], capsys)
+    assert code == 1 and needle in err and "label space mismatch" in err, err
+    assert len(err.strip().splitlines()) == 1 and out == ""
+    assert (bundle / "README.md").read_bytes() == before
+
+
+def test_matching_classes_are_scored_and_named_as_given_without_top5(tmp_path, capsys):
+    from huggingface_hub import metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    bundle = _bundle(tmp_path, "resnet18_8xb16_cifar10", 4, [s.upper() for s in SHAPES])  # case is not a difference
+    data = _image_folder(tmp_path / "private" / "shapes-v2", SHAPES)
+    code, out, err = _eval([f"local-dir:{bundle}", "--dataset", str(data), "--dataset-name", "my-shapes",
+                            "--update-card", str(bundle)], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["images"] == 8 and result["top5"] is None
+    meta = metadata_load(bundle / "README.md")
+    _, results = model_index_to_eval_results(meta["model-index"])
+    assert [(r.dataset_type, r.dataset_name, r.metric_type) for r in results] == [("my-shapes", "my-shapes",
+                                                                                   "accuracy")]
+    text = (bundle / "README.md").read_text()
+    assert "private" not in text and "top-5" not in text.lower() and "| my-shapes | validation | 8 |" in text

@@ -20,7 +20,7 @@ from conftest import REPO, run_command, run_python
 from hub_server import LocalHub
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
-from publish_helpers import PROVENANCE, file_hashes, make_bundle
+from publish_helpers import file_hashes, make_bundle, release_provenance
 
 import resnet_hub
 from resnet_hub import commands, list_configs, load_config
@@ -51,7 +51,8 @@ def _card(text):
 def test_every_config_renders_a_card_whose_metadata_parses(name):
     cfg = load_config(name)
     model = _meta_model(name)
-    card, data = _card(render_card(cfg, model, PROVENANCE))
+    provenance = release_provenance(name)
+    card, data = _card(render_card(cfg, model, provenance))
     assert data["library_name"] == "timm" and data["pipeline_tag"] == "image-classification"
     assert data["license"] == cfg.source.license and data["datasets"] == [cfg.training.dataset.hf_id]
     assert "base_model" not in data  # no config starts from a Hub repo (CUB starts from an openmmlab URL)
@@ -66,7 +67,7 @@ def test_every_config_renders_a_card_whose_metadata_parses(name):
     assert f"{params:,}" in card.text
     assert f"{measure_complexity(model, cfg.eval.input_size).macs / 1e9:.3f} GMACs" in card.text
     for text in (f"hub:{name}", f"hf-hub:{resnet_hub.hub_repo_id(name)}", "local-dir:", "inference_model(",
-                 cfg.checkpoint.url, PROVENANCE["source_sha256"], "2.5e-06", "He, Kaiming", "MMPreTrain Contributors"):
+                 cfg.checkpoint.url, provenance["source_sha256"], "2.5e-06", "He, Kaiming", "MMPreTrain Contributors"):
         assert text in card.text
     if cfg.is_stock_timm:
         assert "no resnet_hub needed" in card.text and "pip install" not in card.text
@@ -117,7 +118,7 @@ def test_measuring_leaves_a_real_model_untouched():
     (json.dumps({"max_abs_logit_diff": 1.5e-05}), "`max_abs_logit_diff`: 1.5e-05"),
 ])
 def test_parity_is_stated_or_said_to_be_missing(parity, expected):
-    provenance = {"source_url": PROVENANCE["source_url"]} | ({"parity": parity} if parity is not None else {})
+    provenance = {"source_url": load_config(CIFAR).checkpoint.url} | ({"parity": parity} if parity is not None else {})
     text = render_card(load_config(CIFAR), _meta_model(CIFAR), provenance)
     assert expected in text
     assert "not recorded (the released file name carries its first 8 hex digits, `bd6371c8`)" in text
@@ -127,17 +128,99 @@ def test_weights_not_converted_from_the_release_claim_no_results():
     text = render_card(load_config(CIFAR), _meta_model(CIFAR), {"trained_by": "scripts/train.py", "epochs": 3})
     card, data = _card(text)
     assert "model-index" not in data and "datasets" not in data and data["library_name"] == "timm"
-    assert "were **not** converted" in card.text and "- `trained_by`: scripts/train.py" in card.text
+    assert "trained from scratch" in card.text and "- `trained_by`: scripts/train.py" in card.text
+    assert "nothing was retrained" not in card.text and str(load_config(CIFAR).results.top1) not in card.text
 
 
 def test_base_model_only_for_a_hub_repo():
     cub = load_config("resnet50_8xb8_cub")
-    text = render_card(cub, _meta_model(cub.name), PROVENANCE)
+    text = render_card(cub, _meta_model(cub.name), release_provenance(cub.name))
     assert "base_model" not in _card(text)[1]
     assert f"fine-tuned from <{cub.training.init_from.url}>, a checkpoint that is not a Hub repo" in text
     hub_init = dataclasses.replace(cub, training=dataclasses.replace(
         cub.training, init_from=InitFrom(url="hf-hub:someone/resnet50-in21k", prefix=None)))
-    assert _card(render_card(hub_init, _meta_model(cub.name), PROVENANCE))[1]["base_model"] == "someone/resnet50-in21k"
+    card = render_card(hub_init, _meta_model(cub.name), release_provenance(cub.name))
+    assert _card(card)[1]["base_model"] == "someone/resnet50-in21k"
+
+
+def _fine_tune_provenance(data_dir):
+    """What the trainer records for a fine-tune (the card facts agreed with it), with a local data folder."""
+    return {"trained_with": "resnet_hub.train", "dataset": str(data_dir), "train_split": "train", "epoch": 1,
+            "model_name": "shapes_r18_ft", "repo_id": "alice/shapes_r18_ft",
+            "base_model": resnet_hub.hub_repo_id(STOCK),
+            "pretrained": f"hub:{STOCK}", "dataset_name": "shapes", "ema": True,
+            "plan": {"opt": "adamw", "lr": 0.0005, "sched": "cosine", "epochs": 2, "warmup_epochs": 0,
+                     "smoothing": 0.1, "img_size": 224, "init": str(data_dir / "start.safetensors")}}
+
+
+def _usage_names(text):
+    """Every model a usage snippet of a card loads: timm names, transformers repos, hf download, get_model."""
+    import re
+
+    return set(re.findall(r'create_model\("([^"]+)"', text) + re.findall(r'model="([^"]+)"', text)
+               + re.findall(r'from_pretrained\("([^"]+)"', text) + re.findall(r"hf download (\S+)", text)
+               + re.findall(r'get_model\("([^"]+)"', text))
+
+
+def test_fine_tuned_card_describes_these_weights(tmp_path):
+    from resnet_hub.hub.card import MeasuredResult
+
+    data_dir = tmp_path / "private" / "shapes"
+    model = timm.create_model(STOCK, num_classes=4, pretrained_cfg_overlay={"label_names": list("abcd")})
+    text = render_card(load_config(STOCK), model, _fine_tune_provenance(data_dir),
+                       measured=[MeasuredResult("shapes", "validation", 40, 75.0, 100.0)])
+    card, data = _card(text)
+    assert card.text.lstrip().startswith("# shapes_r18_ft\n")
+    assert _usage_names(card.text) == {"hf-hub:alice/shapes_r18_ft", "alice/shapes_r18_ft",
+                                       "local-dir:shapes_r18_ft"}
+    assert f"hub:{STOCK}\"" not in card.text and "alice/shapes_r18_ft" in card.text
+    assert data["base_model"] == resnet_hub.hub_repo_id(STOCK) and data["base_model_relation"] == "finetune"
+    assert data["datasets"] == ["shapes"]
+    model_name, results = model_index_to_eval_results(data["model-index"])
+    assert model_name == "shapes_r18_ft"
+    assert {(r.dataset_name, r.dataset_type, r.metric_type, r.metric_value) for r in results} == {
+        ("shapes", "shapes", "accuracy", 75.0)}  # no top-5 for 4 classes, no mmpretrain figure
+    assert "top-5" not in card.text.lower() and "top_k=4" in card.text and "topk=4" in card.text
+    assert str(tmp_path) not in text and "private" not in text  # no local path, on any line
+    recipe = card.text.split("## Training recipe", 1)[1].split("## Citation")[0]
+    assert "- `opt`: adamw" in recipe and "- `sched`: cosine" in recipe and "- `epochs`: 2" in recipe
+    assert "ILSVRC" not in recipe and "100 epochs" not in recipe and "moving average" in recipe
+    assert "69.9" not in card.text and "nothing was retrained" not in card.text
+
+
+@pytest.mark.parametrize("which", ["release", "trained", "checkpoint"])
+def test_config_json_description_is_true_of_the_weights(tmp_path, which):
+    cfg = load_config(CIFAR)
+    provenance = {"release": release_provenance(CIFAR), "trained": _fine_tune_provenance(tmp_path),
+                  "checkpoint": {"source_file": "mine.pth", "source_sha256": "ab" * 32}}[which]
+    out = make_bundle(CIFAR, tmp_path / which, provenance=provenance)
+    pretrained_cfg = json.loads((out / "config.json").read_text())["pretrained_cfg"]
+    description = pretrained_cfg["description"]
+    if which == "release":
+        assert description == f"mmpretrain {CIFAR}, converted from {cfg.checkpoint.url}"
+        assert "origin_url" in pretrained_cfg
+    else:
+        assert cfg.checkpoint.url not in description and "origin_url" not in pretrained_cfg
+        assert ("not mmpretrain's release" in description) == (which == "checkpoint")
+    if which == "trained":
+        assert description.startswith("shapes_r18_ft: ") and "fine-tuned from hub:" in description
+        assert str(tmp_path) not in (out / "model.safetensors").read_bytes()[:20000].decode("utf-8", "replace")
+    validate_bundle(out)
+
+
+def test_top5_only_where_there_are_more_than_five_classes(tmp_path):
+    from resnet_hub.hub.bundle import write_bundle
+    from resnet_hub.hub.card import MeasuredResult, update_card
+
+    five = timm.create_model(STOCK, num_classes=5, pretrained_cfg_overlay={"label_names": list("abcde")})
+    bundles = {1000: make_bundle(STOCK, tmp_path / "1000", provenance=_fine_tune_provenance(tmp_path)),
+               5: write_bundle(five, load_config(STOCK), tmp_path / "5", provenance=_fine_tune_provenance(tmp_path))}
+    for n, folder in bundles.items():
+        update_card(folder, MeasuredResult("shapes", "validation", 40, 80.0, 100.0))
+        card, data = _card((folder / "README.md").read_text())
+        _, results = model_index_to_eval_results(data["model-index"])
+        assert ({r.metric_type for r in results} == {"accuracy", "top_5_accuracy"}) == (n > 5)
+        assert ("| top-5 (%) |" in card.text) == (n > 5) and "| shapes | validation | 40 | 80.00 |" in card.text
 
 
 # ----------------------------------------------------------------------------- bundles

@@ -17,7 +17,7 @@ import transformers
 from conftest import run_python
 from convert_helpers import randomize_
 from PIL import Image
-from publish_helpers import PROVENANCE
+from publish_helpers import release_provenance
 
 import resnet_hub  # noqa: F401  (registers resnet18_cifar, which the CIFAR bundle names)
 from resnet_hub import load_config
@@ -36,7 +36,8 @@ def bundles(tmp_path_factory):
     out = {}
     for i, name in enumerate((STOCK, CIFAR)):
         model = randomize_(timm.create_model(name), seed=i)
-        out[name] = write_bundle(model, load_config(name), tmp_path_factory.mktemp(name), provenance=PROVENANCE)
+        out[name] = write_bundle(model, load_config(name), tmp_path_factory.mktemp(name),
+                                 provenance=release_provenance(name))
     return out
 
 

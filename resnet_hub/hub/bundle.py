@@ -43,7 +43,8 @@ PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt", ".tar", ".
 TRANSFORMERS_ARGS = ("pretrained", "num_classes")
 
 
-def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[str, Any] | None = None) -> dict:
+def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[str, Any] | None = None,
+               description: str | None = None, from_release: bool = True) -> dict:
     """config.json's content for ``model`` built from ``cfg``: timm's Hub format, which
     transformers' TimmWrapper (``AutoModel``, ``pipeline``) reads too.
 
@@ -53,13 +54,16 @@ def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[st
     ``model_args`` whatever it is given, and TimmWrapper passes ``num_classes=`` beside
     ``**model_args`` (a TypeError); both timm and transformers read the root ``num_classes``, so
     that copy goes. And the labels stay once, at the root, where timm's loader reads them.
+    ``description`` says what these weights are (:meth:`resnet_hub.hub.card.CardFacts.description`);
+    weights not ``from_release`` do not name mmpretrain's config as their ``origin_url``.
     """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CONFIG
         save_config_for_hf(
             model, str(path),
             model_config={
-                "pretrained_cfg": {"architecture": cfg.architecture_name},
+                "pretrained_cfg": {"architecture": cfg.architecture_name,
+                                   **({"description": description} if description else {})},
                 "label_names": list(model.pretrained_cfg.get("label_names") or ()),
             },
             model_args=dict(model_args or {}),
@@ -68,6 +72,8 @@ def hub_config(model: torch.nn.Module, cfg: HubConfig, *, model_args: Mapping[st
     for key in TRANSFORMERS_ARGS:
         data.get("model_args", {}).pop(key, None)
     data["pretrained_cfg"].pop("label_names", None)
+    if not from_release:
+        data["pretrained_cfg"].pop("origin_url", None)
     return data
 
 
@@ -109,16 +115,19 @@ def write_bundle(model: torch.nn.Module, cfg: HubConfig, output_dir: str | os.Pa
     :func:`resnet_hub.hub.card.render_card` from the provenance and the ``measured`` results
     (:class:`resnet_hub.hub.card.MeasuredResult`) when not given.
     """
-    if card is None:
-        from .card import render_card
+    from .card import card_facts, public_provenance, render_card
 
-        card = render_card(cfg, model, provenance or {}, measured=measured)
+    provenance = public_provenance(provenance or {})  # no local path reaches the Hub, in the card or the weights
+    facts = card_facts(cfg, provenance, model.num_classes)
+    if card is None:
+        card = render_card(cfg, model, provenance, measured=measured)
     output_dir = recover_dir(output_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     check_replaceable(output_dir, cfg.name, state, overwrite=overwrite)
     # everything made before anything is written: a failure here leaves the folder as it was
-    contents = {WEIGHTS: safetensors_bytes(state, weights_metadata(cfg, provenance or {})),
-                CONFIG: (json.dumps(hub_config(model, cfg, model_args=model_args), indent=2) + "\n").encode(),
+    contents = {WEIGHTS: safetensors_bytes(state, weights_metadata(cfg, provenance)),
+                CONFIG: (json.dumps(hub_config(model, cfg, model_args=model_args, description=facts.description(cfg),
+                                                   from_release=facts.kind == "release"), indent=2) + "\n").encode(),
                 CARD: card.encode("utf-8")}
     with replacing_dir(output_dir) as tmp:
         for name in BUNDLE_FILES:

@@ -10,22 +10,25 @@ the model, which reproduces the config's mmpretrain test pipeline; images reach 
 uint8 and are normalized there. Processes split the data and ``gather_for_metrics`` counts every
 image once. The result is one JSON object on stdout (and in ``--json``); ``--update-card BUNDLE``
 also adds it to that bundle's model card (:func:`resnet_hub.hub.card.update_card`), once the
-evaluated weights are found to be the bundle's own.
+evaluated weights are found to be the bundle's own. Before anything is scored the model's classes
+must be the dataset's (:func:`check_label_space`): as many, and the same names in the same order
+where both sides name them.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from resnet_hub.commands import non_negative_int, positive_int
 from resnet_hub.train.plan import ACCELERATE_PRECISION
 
 __all__ = ["add_arguments", "run", "config_of_model", "evaluate_model", "measured_result", "evaluate_loop",
-           "eval_collate"]
+           "eval_collate", "check_label_space"]
 
 
 def config_of_model(name: str):
@@ -86,18 +89,60 @@ def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers:
     return dict(metrics, seconds=round(seconds, 3), images_per_s=round(metrics["images"] / seconds, 1))
 
 
-def measured_result(dataset: str, split_data, split: str, metrics: Mapping):
+def measured_result(dataset: str, split_data, split: str, metrics: Mapping, *, dataset_name: Optional[str] = None,
+                    num_classes: Optional[int] = None):
     """What a model card records of an evaluation of ``split`` of ``dataset`` (``split_data``, the
     ``datasets`` split it read): ``metrics`` of :func:`evaluate_model`, or a trainer epoch record
-    (whose image count is ``eval_images``)."""
-    from resnet_hub.hub.card import MeasuredResult
+    (whose image count is ``eval_images``). A local folder is named ``dataset_name`` (``--dataset-name``),
+    else by its own name, never by its path; a model of ``num_classes`` <= 5 has no top-5."""
+    from resnet_hub.hub.card import TOP5_MIN_CLASSES, MeasuredResult
 
     images = metrics["images"] if "images" in metrics else metrics["eval_images"]
-    if Path(dataset).is_absolute():  # a local image folder: its path means nothing on a Hub card, and may say too much
-        dataset = Path(dataset).name
+    config = getattr(getattr(split_data, "info", None), "config_name", None)
+    if Path(dataset).is_absolute() or Path(dataset).is_dir():  # a path means nothing on a Hub card, may say too much
+        dataset, config = dataset_name or Path(dataset).resolve().name, None  # a folder's builder config says nothing
+    top5 = metrics.get("top5")
+    if num_classes is not None and num_classes < TOP5_MIN_CLASSES:
+        top5 = None
     return MeasuredResult(dataset=dataset, split=split, images=int(images), top1=float(metrics["top1"]),
-                          top5=None if metrics.get("top5") is None else float(metrics["top5"]),
-                          dataset_config=getattr(getattr(split_data, "info", None), "config_name", None))
+                          top5=None if top5 is None else float(top5), name=dataset_name, dataset_config=config)
+
+
+def _comparable(name: str) -> str:
+    """A class name as two sources may spell it: no case, no leading ``NNN.`` index, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", re.sub(r"^\d+\.", "", name.strip().lower()))
+
+
+def _named_classes(split, label_column: str) -> Optional[tuple[str, ...]]:
+    """The dataset's class names when it has them (a ``ClassLabel`` column: image folders, most Hub datasets)."""
+    import datasets
+
+    feature = (getattr(split, "features", None) or {}).get(label_column)
+    return tuple(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+def check_label_space(model, num_classes: int, names: Optional[Sequence[str]], dataset: str) -> None:
+    """The model's classes must be the dataset's: as many (where the dataset's count is known), and the same
+    names in the same order where both have names, so that label i means one class to both."""
+    ours = list(model.pretrained_cfg.get("label_names") or ())
+    what = f"dataset {dataset}"
+    if num_classes and num_classes != model.num_classes:
+        raise ValueError(f"label space mismatch: the model has {model.num_classes} classes{_first(ours)}, {what} has "
+                         f"{num_classes}{_first(names or ())}; evaluate a model trained for this dataset's classes")
+    if names and len(ours) == model.num_classes == len(names):
+        differ = [i for i, (a, b) in enumerate(zip(ours, names, strict=True)) if _comparable(a) != _comparable(b)]
+        if differ:
+            i = differ[0]
+            raise ValueError(f"label space mismatch: {len(differ)} of {len(names)} class names differ; label {i} is "
+                             f"{ours[i]!r} for the model but {names[i]!r} in {what}{_first(names, differ)}")
+
+
+def _first(names: Sequence[str], where: Optional[Sequence[int]] = None, n: int = 4) -> str:
+    if not names:
+        return ""
+    picked = [names[i] for i in (where if where is not None else range(len(names)))][:n]
+    more = (len(where) if where is not None else len(names)) - len(picked)
+    return f" ({', '.join(map(repr, picked))}{f' and {more} more' if more > 0 else ''})"
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -165,6 +210,7 @@ def eval_collate(shape):
 def run(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
+    from resnet_hub.hub.card import TOP5_MIN_CLASSES
     from resnet_hub.zoo.configs import load_config
 
     from . import data as D
@@ -194,13 +240,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--split {args.split!r}: this dataset has {splits.spec.train_split!r} and "
                              f"{splits.spec.eval_split!r}")
         split = splits.train
-    if splits.num_classes and splits.num_classes > model.num_classes:
-        raise ValueError(f"dataset {spec.path} has {splits.num_classes} classes, the model {model.num_classes}")
+    check_label_space(model, splits.num_classes, _named_classes(split, spec.label_column),
+                      args.dataset_name or spec.path)
     if args.limit is not None:
         split = split.select(range(min(args.limit, len(split))))
     images = D.LabeledImages(split, eval_transform(model), spec.image_column, spec.label_column)
     metrics = evaluate_model(model, images, accelerator, batch_size=args.batch_size, workers=args.workers,
                              progress=not args.no_progress)
+    if model.num_classes < TOP5_MIN_CLASSES:  # every label is in the top 5: the figure would say nothing
+        metrics["top5"] = None
     if args.bad_images == "error" and metrics["skipped"]:
         raise D.BadImages(f"{metrics['skipped']} unreadable image(s) in {spec.path}; pass --bad-images skip to "
                           "drop and count them")
@@ -213,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
         if card_bundle is not None:
             from resnet_hub.hub.card import update_card
 
-            update_card(card_bundle, measured_result(spec.path, split, result["split"], metrics))
+            update_card(card_bundle, measured_result(spec.path, split, result["split"], metrics,
+                                                     dataset_name=args.dataset_name, num_classes=model.num_classes))
         if args.json:
             from resnet_hub.atomic import write_text
 
@@ -269,6 +318,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="config whose dataset and columns to use (default: the one --model names)")
     p.add_argument("--dataset", default=None,
                    help="'digits', a local image folder, or a Hub dataset id (default: the config's)")
+    p.add_argument("--dataset-name", default=None,
+                   help="what the model card's model-index calls the dataset (a local folder's default: its name, "
+                        "never its path)")
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's evaluation split)")
     p.add_argument("--image-column", default=None, help="image column (default: the config's)")
     p.add_argument("--label-column", default=None, help="label column (default: the config's)")
