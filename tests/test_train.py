@@ -218,10 +218,14 @@ def test_unknown_config_from_the_script(tmp_path):
     assert "unknown config 'resnet18_8xb16_cifar1'; closest: resnet18_8xb16_cifar10" in result.stderr
 
 
+@pytest.mark.accuracy
+@pytest.mark.slow
 def test_digits_reach_90_percent(tmp_path):
-    """The CIFAR-10 recipe (ResNet-18 blocks and stem, SGD + multi-step lr, random crop + flip) at 32x32 on
-    the digits, its schedule fitted to 8 epochs (milestones 4 and 6). Narrow channels (8..64) keep it to
-    about a minute on 2 cores; measured: see the README's Training section.
+    """An accuracy check, not an equality proof: the recipe still learns (a bug that slows learning without
+    breaking a parity test fails here); the 90% bar is a judgement. The CIFAR-10 recipe (ResNet-18 blocks and
+    stem, SGD + multi-step lr, random crop + flip) at 32x32 on the digits, its schedule fitted to 8 epochs
+    (milestones 4 and 6). Narrow channels (8..64) keep it to about a minute on 2 cores; measured: see the
+    README's Training section.
     """
     out = tmp_path / "digits"
     _ok(script("train", ["--config", CONFIG, "--dataset", "digits", "--model-kwargs",

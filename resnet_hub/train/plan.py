@@ -75,8 +75,7 @@ class TrainPlan:
     pretrained: Optional[PretrainedSource] = None  # weights to start from (None: random init)
     sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm
     data_on_device: bool = False  # augmentation backend "device": the split held and augmented on the device
-    decode: str = "auto"  # --decode as given (recorded in run.json)
-    augmentation: str = "uint8"  # the backend that runs the recipe's augmentation (resnet_hub.train.augment)
+    augmentation: str = "workers"  # where the recipe's augmentation runs (resnet_hub.train.augment.BACKENDS)
     augmentation_reason: str = ""  # augment.choose_backend's one line on why
     eval_batch_size: int = 0
     notes: tuple = ()  # what the run cannot do as asked on this device, said before it starts
@@ -162,8 +161,8 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
     precision = _precision(args.precision, cfg, device_type, bf16_supported)
     cuda = device_type == "cuda"
     sync_bn = t.sync_bn if args.sync_bn is None else args.sync_bn
-    augmentation = choose_backend(recipe.training.augmentation, device_type, decode=args.decode,
-                                  on_device=args.data_on_device, streaming=streaming,
+    augmentation = choose_backend(recipe.training.augmentation, device_type, on_device=args.data_on_device,
+                                  streaming=streaming,
                                   image_size=recipe.eval.input_size)
     notes = []
     if sync_bn and world_size > 1 and not cuda:
@@ -183,7 +182,7 @@ def resolve_plan(args, cfg: HubConfig, *, world_size: int, device_type: str, bf1
         drop_path_rate=t.drop_path_rate if args.drop_path_rate is None else args.drop_path_rate,
         model_kwargs=_model_kwargs(args.model_kwargs), pretrained=pretrained,
         sync_bn=bool(sync_bn and world_size > 1 and cuda),
-        data_on_device=augmentation.backend == "device", decode=args.decode,
+        data_on_device=augmentation.backend == "device",
         augmentation=augmentation.backend, augmentation_reason=str(augmentation),
         eval_batch_size=batch * 2 if args.eval_batch_size is None else args.eval_batch_size,
         notes=tuple(notes), recipe=recipe, clip_grad=args.clip_grad, model_ema=args.model_ema,

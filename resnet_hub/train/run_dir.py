@@ -75,7 +75,6 @@ def run_identity(cfg, spec, plan, start: dict) -> dict:
         "fit_schedule_to_epochs": plan.epochs if plan.schedule_fitted else None,
         # the device path draws augmentations per batch, the CPU path per image: not interchangeable mid-run
         "data_on_device": plan.data_on_device,
-        "decode": plan.decode,
         **({"model_ema": True} if plan.model_ema else {}),  # its checkpoints hold the EMA too
         "pretrained": plan.pretrained.description if plan.pretrained else None,
         "plan": plan.settings(),

@@ -48,7 +48,8 @@ from .run_dir import (
     write_metrics,
 )
 
-__all__ = ["add_arguments", "run", "train", "main", "TrainStep", "build_train_step", "create_model", "evaluate_loop",
+__all__ = ["add_arguments", "run", "train", "main", "TrainStep", "build_train_step", "create_model", "train_batches",
+           "evaluate_loop",
            "eval_collate", "Checkpoints", "TRAINER_STATE", "TrainPlan", "resolve_plan"]
 
 
@@ -248,7 +249,8 @@ def _train(plan: TrainPlan, held) -> int:
 
     # The model (from --pretrained unless resuming), its training batches and eval loader, one prepare.
     model = _build_model(cfg, plan, acc)
-    batches = _train_batches(plan, cfg, spec, splits, acc)
+    batches = train_batches(plan, spec, splits.train, device=acc.device, world_size=acc.num_processes,
+                            rank=acc.process_index)
     eval_dl = acc.prepare(_eval_loader(model, cfg, plan, spec, splits))
     step = build_train_step(cfg, acc, model, lr=plan.lr, iters_per_epoch=batches.steps_per_epoch,
                             num_classes=plan.num_classes, fused=plan.fused, channels_last=plan.channels_last,
@@ -382,43 +384,33 @@ def _build_model(cfg: HubConfig, plan: TrainPlan, acc) -> torch.nn.Module:
     return model
 
 
-def _train_transform(decode_or_backend: str, training):
-    """The per-sample train transform of a backend ("uint8": resnet_hub.train.pipeline's torchvision decode
-    and uint8 tensor ops; "pil": timm/torchvision transforms on PIL images), or of the backend
-    ``augment.choose_backend`` picks for a ``--decode`` choice ("auto", "torchvision", "pil")."""
-    from .augment import choose_backend
-    from .pipeline import EncodedImageTransform
-    from .recipe import train_transform
-
-    backend = decode_or_backend
-    if backend not in ("uint8", "pil"):
-        backend = choose_backend(training.augmentation, "cpu", decode=decode_or_backend, on_device="off").backend
-    return EncodedImageTransform(training.augmentation) if backend == "uint8" else train_transform(training)
-
-
-def _train_batches(plan: TrainPlan, cfg: HubConfig, spec, splits, acc):
-    """The training split as per-step batches (``data.TrainBatches``): on the device, streamed, or a DataLoader."""
+def train_batches(plan: TrainPlan, spec, train_split, *, device, world_size: int = 1, rank: int = 0):
+    """What the trainer iterates for ``plan``: the training split as per-step batches (``data.TrainBatches``),
+    held and augmented on the device, streamed, or read by a DataLoader whose workers decode and augment each
+    batch (:class:`~resnet_hub.train.augment.TrainTransform`), with the ops of ``plan.recipe`` (the crop size
+    as run). The benchmarks time this object."""
     from . import data as D
+    from .augment import TrainTransform
 
-    t, world, rank, workers = cfg.training, acc.num_processes, acc.process_index, plan.run.workers
+    t, workers = plan.recipe.training, plan.run.workers
     if plan.data_on_device:
         from .device_data import DeviceTrainBatches
 
-        return DeviceTrainBatches(cfg, splits.train, batch_size=plan.batch_size, image_column=spec.image_column,
-                                  label_column=spec.label_column, device=acc.device, world_size=world, rank=rank,
-                                  accumulation=plan.grad_accum, seed=plan.seed)
-    train_tf = _train_transform(plan.augmentation, t)
+        return DeviceTrainBatches(t.augmentation, train_split, batch_size=plan.batch_size,
+                                  image_column=spec.image_column, label_column=spec.label_column, device=device,
+                                  world_size=world_size, rank=rank, accumulation=plan.grad_accum, seed=plan.seed)
+    transform = TrainTransform(t.augmentation)
     if spec.streaming:
         from .streaming import StreamBatches
 
-        return StreamBatches(splits.train, train_tf, spec.image_column, spec.label_column,
-                             batch_size=plan.batch_size, world_size=world, rank=rank, accumulation=plan.grad_accum,
-                             seed=plan.seed, steps_per_epoch=plan.steps_per_epoch, workers=workers,
-                             pin_memory=plan.pin_memory)
-    sampler = D.TrainBatchSampler(len(splits.train), plan.batch_size, world_size=world, rank=rank,
+        return StreamBatches(train_split, transform, spec.image_column, spec.label_column,
+                             batch_size=plan.batch_size, world_size=world_size, rank=rank,
+                             accumulation=plan.grad_accum, seed=plan.seed, steps_per_epoch=plan.steps_per_epoch,
+                             workers=workers, pin_memory=plan.pin_memory)
+    sampler = D.TrainBatchSampler(len(train_split), plan.batch_size, world_size=world_size, rank=rank,
                                   accumulation=plan.grad_accum, seed=plan.seed,
                                   repeats=t.sampler.num_repeats if t.sampler.type == "repeat_aug" else None)
-    images = D.LabeledImages(splits.train, train_tf, spec.image_column, spec.label_column, seed=plan.seed)
+    images = D.LabeledImages(train_split, transform, spec.image_column, spec.label_column, seed=plan.seed)
     return D.LoaderBatches(images, sampler, workers=workers, pin_memory=plan.pin_memory,
                            persistent_workers=plan.persistent_workers)
 
@@ -543,10 +535,6 @@ def _add_data_arguments(p) -> None:
                    help="unreadable images: drop and count them, or stop with an error")
     p.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
                    help="data loading worker processes per device")
-    p.add_argument("--decode", choices=("auto", "torchvision", "pil"), default="auto",
-                   help="training images: torchvision decode + uint8 tensor augmentation (resnet_hub.train.pipeline, "
-                        "measured faster in benchmarks/RESULTS.md) or PIL + timm/torchvision transforms; auto: "
-                        "torchvision where it implements the recipe (all but RandAugment)")
     p.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
                    help="hold the whole training split on the device as uint8 and augment it there in batches "
                         "(resnet_hub/device_data.py); auto: on CUDA for CIFAR-size images")
