@@ -40,7 +40,8 @@ prepare() {
     rm -rf .whl && mv "$tmp" .whl  # only the wheels named now, none left from an older list
     ls -l .whl | tail -n +2 | awk '{printf "  %8.1f MiB  %s\n", $5 / 1048576, $9}'
     bytes=$(travel_size)
-    say "$(awk -v b="$bytes" -v m="$max_mib" 'BEGIN {printf "checkout + .whl/: %.1f MiB of the %d MiB that may travel", b / 1048576, m}')"
+    say "$(awk -v b="$bytes" -v m="$max_mib" \
+        'BEGIN {printf "checkout + .whl/: %.1f MiB of the %d MiB that may travel", b / 1048576, m}')"
     [ "$bytes" -le $((max_mib * 1048576)) ] || die "over ${max_mib} MiB: carry less"
 }
 
@@ -64,8 +65,9 @@ where pip reaches the index, then copy .whl/ with the checkout"
     export PYTHONPATH="$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
 }
 
-# What the run will use, and whether it meets what resnet_hub (core + train extra) and each carried
-# wheel declare; with strict=1 (the rehearsal) an unmet requirement fails the check.
+# What the run will use, and whether it imports and meets what resnet_hub (core, train and export extras) and each
+# carried wheel declare. With strict=1 (the rehearsal) a miss fails the check; on the GPU it is a warning
+# and the check goes on (the rows and tests that do not need what is missing still run).
 preflight() {
     timeout "$(step_timeout 90)" "$python" - "$1" <<'EOF'
 import importlib.metadata as md
@@ -81,7 +83,8 @@ strict = sys.argv[1] == "1"
 print(f"python {sys.version.split()[0]} ({sys.executable}); torch {torch.__version__}, CUDA "
       + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"), flush=True)
 project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
-wanted = [("resnet_hub", r) for r in project["dependencies"] + project["optional-dependencies"]["train"]]
+extras = project["optional-dependencies"]
+wanted = [("resnet_hub", r) for r in project["dependencies"] + extras["train"] + extras.get("export", [])]
 for wheel in sorted(Path(".whl").glob("*.whl")):
     dist = md.distribution(wheel.name.split("-")[0])
     wanted += [(f"{dist.name} (carried)", r) for r in dist.requires or ()]
@@ -96,11 +99,19 @@ for who, text in wanted:
         have = None
     if have is None or not req.specifier.contains(have, prereleases=True):
         unmet.append(f"{who} needs {req}, here {have or 'absent'}")
-import datasets, timm  # noqa: E401,E402  (the carried ones, if .whl/ went in)
-import resnet_hub, resnet_hub.bench.benchmark_gpu  # noqa: E401,E402,F401
-print("versions: " + ", ".join(f"{n} {md.version(n)}" for n in (
-    "timm", "datasets", "huggingface_hub", "transformers", "accelerate", "safetensors", "numpy", "pyarrow",
-    "fsspec", "torchvision")), flush=True)
+for module in ("datasets", "timm", "resnet_hub", "resnet_hub.bench.benchmark_gpu"):
+    try:
+        __import__(module)
+    except Exception as e:
+        unmet.append(f"import {module} failed: {type(e).__name__}: {e}")
+versions = []
+for name in ("timm", "datasets", "huggingface_hub", "transformers", "accelerate", "safetensors", "numpy",
+             "pyarrow", "fsspec", "torchvision"):
+    try:
+        versions.append(f"{name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        versions.append(f"{name} absent")
+print("versions: " + ", ".join(versions), flush=True)
 for line in unmet:
     print(("error: " if strict else "warning: ") + line, flush=True)
 sys.exit(1 if strict and unmet else 0)
@@ -147,7 +158,10 @@ find_python312() {
     local p
     for p in "${REHEARSAL_PYTHON:-}" python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12.*/bin/python3.12 \
              /root/.pyenv/versions/3.12.*/bin/python3.12; do
-        [ -n "$p" ] && "$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$p"; return; }
+        if [ -n "$p" ] && "$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+            echo "$p"
+            return
+        fi
     done
     die "no Python 3.12 here (name one with REHEARSAL_PYTHON=...)"
 }

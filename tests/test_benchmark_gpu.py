@@ -27,7 +27,6 @@ from resnet_hub.bench.benchmark_gpu import (
 )
 from resnet_hub.bench.benchmark_gpu import TINY as TINY_SIZES
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 TINY = dict(device="cpu", steps=1, warmup=0, compile=False)
 
 
@@ -123,6 +122,25 @@ def test_command_runs_a_row_on_cpu_at_tiny_size(tmp_path, capsys):
     assert "inference resnet50 [cpu: " in capsys.readouterr().err
 
 
+def test_command_records_a_failing_row_and_runs_the_rest(tmp_path, monkeypatch, capsys):
+    import resnet_hub.bench.benchmark_gpu as rows
+
+    def broken(device, **kwargs):
+        raise RuntimeError("nvJPEG said no")
+
+    monkeypatch.setitem(rows.GPU_ROWS, "train resnet50 end-to-end", broken)
+    monkeypatch.setitem(rows.GPU_ROWS, "inference resnet50",
+                        lambda device, **kw: rows._row("inference resnet50", 2.0, 1.0, torch.device(device), {}))
+    out = tmp_path / "gpu_cpu.json"
+    assert main(["--json", str(out), "--device", "cpu", "--tiny", "--only",
+                 "train resnet50 end-to-end,inference resnet50"]) == 1
+    failed, ran = json.loads(out.read_text())["rows"]
+    assert failed["failed"] == "RuntimeError: nvJPEG said no" and failed["ours"] is None
+    assert failed["name"] == "train resnet50 end-to-end" and (ran["name"], ran["ratio"]) == ("inference resnet50", 2.0)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "train resnet50 end-to-end: failed: RuntimeError: nvJPEG said no" in err
+
+
 @pytest.mark.cuda
 def test_training_rows_on_cuda_agree_with_eager_fp32():
     """On the GPU: bf16 + channels_last + fused SGD (+ inductor for CIFAR) against eager fp32, first step."""
@@ -134,7 +152,7 @@ def test_training_rows_on_cuda_agree_with_eager_fp32():
 
 
 @pytest.mark.cuda
-def test_end_to_end_row_decodes_on_the_gpu():
+def test_end_to_end_row_feeds_the_gpu_from_the_trainers_loader():
     row = train_resnet50_end_to_end(device="cuda", batch_size=8, image_size=128, steps=2, warmup=1, num_images=32,
                                     source_size=(150, 200), num_workers=2, compile=False)
     _check_first_step(row["settings"]["first_step"])

@@ -13,7 +13,7 @@ ends the command with one line naming the repo, the step and the reason, and exi
 commit is the last step, so the Hub holds all of a bundle or none of it, and the same command
 run again completes. With ``--all`` the line also says which repos were pushed and which not.
 
-The token (``HF_TOKEN`` or the saved ``hf auth login``) goes to one ``HfApi`` client and nowhere
+The token (``--token``, ``HF_TOKEN`` or the saved ``hf auth login``) goes to one ``HfApi`` client and nowhere
 else: it is never printed, logged or written, and is scrubbed from any error message.
 """
 from __future__ import annotations
@@ -258,15 +258,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--with-onnx", action="store_true",
                         help="also export each bundle to ONNX (checked against timm, see resnet-hub export) and add "
                              f"{ONNX_DIR}/model.onnx and {ONNX_DIR}/preprocessing.json in the same commit")
+    parser.add_argument("--token", metavar="TOKEN",
+                        help="Hugging Face write token, as `hf upload --token` (default: HF_TOKEN or the one saved by "
+                             "`hf auth login`); never printed")
     parser.add_argument("--collection", metavar="TITLE",
                         help="also add every pushed repo to the Hub collection TITLE in their namespace")
 
 
 def run(args: argparse.Namespace) -> int:
     plans = plan_pushes(args.bundle, args.repo_id, args.all_dir)
-    token = None if args.dry_run else get_token()
+    token = None if args.dry_run else args.token or get_token()
     if not args.dry_run and not token:
-        raise CommandError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was pushed)")
+        raise CommandError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login` (nothing was "
+                           "pushed)")
     with tempfile.TemporaryDirectory(prefix="resnet_hub_onnx_") as tmp:
         # every export is made and checked before anything is sent: one that fails pushes nothing
         extras = {repo_id: onnx_files(bundle, Path(tmp) / str(i)) for i, (repo_id, bundle) in enumerate(plans)
