@@ -262,6 +262,9 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
         return copy.deepcopy(model)
 
 
+_fold = fold_batchnorm  # the inferencer's flag of that name hides the function inside __init__
+
+
 class ImageClassificationInferencer:
     """A model prepared once for fast inference; call it on images, as mmpretrain's class of this name.
 
@@ -290,7 +293,7 @@ class ImageClassificationInferencer:
         self.classes = tuple(names) if names and (num_classes is None or len(names) == num_classes) else None
         was_training = model.training
         model.eval()
-        prepared = fold_batchnorm(model) if fold_batchnorm else copy.deepcopy(model)
+        prepared = _fold(model) if fold_batchnorm else copy.deepcopy(model)
         model.train(was_training)
         self.channels_last = channels_last
         self.model = prepared.eval().to(self.device)
