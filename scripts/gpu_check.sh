@@ -120,6 +120,7 @@ EOF
 
 check() {  # device: cuda or cpu; tiny: 0 or 1; results: folder for the JSON; strict: 0 or 1
     local device=$1 tiny=$2 results=$3 strict=$4 name out rc=0
+    local start=$SECONDS
     deadline=$((SECONDS + budget_s))
     site=$(mktemp -d)
     trap 'rm -rf "$site"' EXIT
@@ -152,7 +153,7 @@ check() {  # device: cuda or cpu; tiny: 0 or 1; results: folder for the JSON; st
     [ "$tiny" = 1 ] && row_args+=(--tiny)
     say "the GPU rows into $out, $(left) s left"
     timeout "$(left)" "$python" -m resnet_hub.bench.benchmark_gpu "${row_args[@]}" || rc=$?
-    say "wrote $out ($name) in ${SECONDS} s; exit $rc"
+    say "wrote $out ($name); the check took $((SECONDS - start)) s; exit $rc"
     return "$rc"
 }
 
