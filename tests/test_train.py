@@ -218,10 +218,14 @@ def test_unknown_config_from_the_script(tmp_path):
     assert "unknown config 'resnet18_8xb16_cifar1'; closest: resnet18_8xb16_cifar10" in result.stderr
 
 
+@pytest.mark.accuracy
+@pytest.mark.slow
 def test_digits_reach_90_percent(tmp_path):
-    """The CIFAR-10 recipe (ResNet-18 blocks and stem, SGD + multi-step lr, random crop + flip) at 32x32 on
-    the digits, its schedule fitted to 8 epochs (milestones 4 and 6). Narrow channels (8..64) keep it to
-    about a minute on 2 cores; measured: see the README's Training section.
+    """An accuracy check, not an equality proof: the recipe still learns (a bug that slows learning without
+    breaking a parity test fails here); the 90% bar is a judgement. The CIFAR-10 recipe (ResNet-18 blocks and
+    stem, SGD + multi-step lr, random crop + flip) at 32x32 on the digits, its schedule fitted to 8 epochs
+    (milestones 4 and 6). Narrow channels (8..64) keep it to about a minute on 2 cores; measured: see the
+    README's Training section.
     """
     out = tmp_path / "digits"
     _ok(script("train", ["--config", CONFIG, "--dataset", "digits", "--model-kwargs",
@@ -367,21 +371,21 @@ def test_data_on_device_trains_and_is_part_of_the_run(tmp_path, capsys):
 
 def test_cub_recipe_starts_from_its_init_checkpoint(tmp_path, monkeypatch, capsys):
     """CUB fine-tunes from mmpretrain's ImageNet-21k backbone: by default the trainer asks for the
-    config's init_from URL, and _init_from_checkpoint loads that backbone through the converter."""
+    config's init_from URL, and pretrained.load_pretrained loads that backbone through the converter."""
     import timm
     from convert_helpers import checkpoint_dict, reference_model, save_as_released
 
     from resnet_hub import commands, load_config, train
-    from resnet_hub.train import trainer
+    from resnet_hub.train import pretrained
 
     cub = load_config("resnet50_8xb8_cub")
     seen = {}
 
-    def record(model, cfg, checkpoint):
-        seen.update(config=cfg.name, checkpoint=checkpoint, num_classes=model.num_classes)
+    def record(create, source, *, cfg, num_classes):
+        seen.update(config=cfg.name, checkpoint=source.text, kind=source.kind, num_classes=num_classes)
         raise ValueError("stopped after init")
 
-    monkeypatch.setattr(trainer, "_init_from_checkpoint", record)  # where run() looks it up
+    monkeypatch.setattr(pretrained, "load_pretrained", record)  # where the trainer looks it up
     folder = tmp_path / "birds"  # a tiny image folder: two classes, train and test splits
     for split in ("train", "test"):
         for label in ("albatross", "wren"):
@@ -392,19 +396,20 @@ def test_cub_recipe_starts_from_its_init_checkpoint(tmp_path, monkeypatch, capsy
         "--config", cub.name, "--dataset", str(folder), "--num-classes", "2", "--batch-size", "2", "--workers", "0",
         "--tracker", "none", "--output-dir", str(tmp_path / "run")])
     assert code == 1 and "stopped after init" in capsys.readouterr().err
-    assert seen == {"config": cub.name, "checkpoint": cub.training.init_from.url, "num_classes": 2}
+    assert seen == {"config": cub.name, "checkpoint": cub.training.init_from.url, "kind": "mmpretrain",
+                    "num_classes": 2}
     monkeypatch.undo()
 
     reference = reference_model("resnet50_8xb32_in1k", seed=4)
     path = save_as_released(checkpoint_dict(reference, "resnet50_8xb32_in1k", "mmpretrain-1.x"), tmp_path,
                             "resnet50_8xb32_in1k")
-    model = timm.create_model(cub.name, num_classes=10)
-    head = model.fc.weight.clone()
-    trainer._init_from_checkpoint(model, cub, str(path))
+    model, lines = pretrained.load_pretrained(lambda: timm.create_model(cub.name, num_classes=10),
+                                              pretrained.parse_pretrained(str(path)), cfg=cub, num_classes=10)
     want = reference.backbone.state_dict()
     got = model.state_dict()
-    assert all(torch.equal(got[k], v) for k, v in want.items() if k in got) and torch.equal(model.fc.weight, head)
+    assert all(torch.equal(got[k], v) for k, v in want.items() if k in got)
     assert sum(k in got for k in want) > 300
+    assert model.fc.weight.shape[0] == 10 and "fc (10 classes), freshly initialised" in lines[1]
 
 
 def test_streaming_in_workers_resumes_mid_epoch_to_the_same_weights(tmp_path):

@@ -58,24 +58,33 @@ class RunState:
 # ----------------------------------------------------------------------------- claiming the folder
 
 
-def run_identity(cfg, spec, plan, args) -> dict:
-    """What makes two runs the same run: a resume must match it field by field."""
+def run_identity(cfg, spec, plan, start: dict) -> dict:
+    """What makes two runs the same run: a resume must match it field by field. ``plan`` and ``start`` (what the
+    run started from, for the card) are recorded beside it: the settings as resolved, read by people and cards."""
     text = cfg.path.read_bytes() if cfg.path else repr(cfg).encode()
     return {
         "config": cfg.name,
         "config_sha256": hashlib.sha256(text).hexdigest(),
         "dataset": spec.describe(),
         "num_classes": plan.num_classes,
-        "seed": args.seed,
+        "seed": plan.seed,
         "batch_size_per_device": plan.batch_size,
         "processes_x_accumulation": plan.world_size * plan.grad_accum,
         "precision": plan.precision,
-        "model_kwargs": args.model_kwargs,
+        "model_kwargs": plan.settings()["model_kwargs"] or None,
         "fit_schedule_to_epochs": plan.epochs if plan.schedule_fitted else None,
         # the device path draws augmentations per batch, the CPU path per image: not interchangeable mid-run
         "data_on_device": plan.data_on_device,
-        "decode": plan.decode,
+        **({"model_ema": True} if plan.model_ema else {}),  # its checkpoints hold the EMA too
+        "pretrained": plan.pretrained.description if plan.pretrained else None,
+        "plan": plan.settings(),
+        "start": start,
     }
+
+
+# run.json entries that describe a run without deciding whether a resume is the same run (a resume may
+# extend the epochs; the lr check on resume catches a changed schedule)
+RECORD_ONLY = ("plan", "start")
 
 
 LOCK_FILE = ".lock"
@@ -155,7 +164,7 @@ def _check_output_dir(out: Path, identity: dict, resume: bool, overwrite: bool) 
         return
     old = _read_run_file(run_file) if run_file.is_file() else None
     if old is not None:
-        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k) and k not in RECORD_ONLY)
         if diff:
             what = ", ".join(f"{k}: {old.get(k)!r} there, {identity.get(k)!r} here" for k in diff)
             raise FileExistsError(f"{out} holds a different run ({what}); choose another --output-dir or pass "
