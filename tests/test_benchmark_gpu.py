@@ -25,6 +25,7 @@ from resnet_hub.bench.benchmark_gpu import (
     train_resnet50,
     train_resnet50_end_to_end,
 )
+from resnet_hub.bench.benchmark_gpu import TINY as TINY_SIZES
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 TINY = dict(device="cpu", steps=1, warmup=0, compile=False)
@@ -106,6 +107,39 @@ def test_command_writes_blocked_rows_without_cuda(tmp_path, capsys):
     assert "train resnet50: blocked: CUDA is not available" in capsys.readouterr().err
     assert main(["--json", str(out), "--only", "train resnet51"]) == 1
     assert "unknown GPU benchmark row 'train resnet51'" in capsys.readouterr().err
+
+
+def test_command_runs_a_row_on_cpu_at_tiny_size(tmp_path, capsys):
+    """What scripts/gpu_check.sh --rehearse runs: the command, on the CPU, each row at its TINY size."""
+    assert list(TINY_SIZES) == list(GPU_ROWS)
+    out = tmp_path / "gpu_cpu.json"
+    assert main(["--json", str(out), "--device", "cpu", "--tiny", "--only", "inference resnet50"]) == 0
+    written = json.loads(out.read_text())
+    assert written["device"] == "cpu" and written["tiny"] is True
+    (row,) = written["rows"]
+    _check_row(row, "inference resnet50")
+    assert row["settings"]["batch_size"] == TINY_SIZES["inference resnet50"]["batch_size"]
+    assert row["settings"]["ours"]["compile"] == {"backend": "eager", "mode": None}
+    assert "inference resnet50 [cpu: " in capsys.readouterr().err
+
+
+def test_command_records_a_failing_row_and_runs_the_rest(tmp_path, monkeypatch, capsys):
+    import resnet_hub.bench.benchmark_gpu as rows
+
+    def broken(device, **kwargs):
+        raise RuntimeError("nvJPEG said no")
+
+    monkeypatch.setitem(rows.GPU_ROWS, "train resnet50 end-to-end", broken)
+    monkeypatch.setitem(rows.GPU_ROWS, "inference resnet50",
+                        lambda device, **kw: rows._row("inference resnet50", 2.0, 1.0, torch.device(device), {}))
+    out = tmp_path / "gpu_cpu.json"
+    assert main(["--json", str(out), "--device", "cpu", "--tiny", "--only",
+                 "train resnet50 end-to-end,inference resnet50"]) == 1
+    failed, ran = json.loads(out.read_text())["rows"]
+    assert failed["failed"] == "RuntimeError: nvJPEG said no" and failed["ours"] is None
+    assert failed["name"] == "train resnet50 end-to-end" and (ran["name"], ran["ratio"]) == ("inference resnet50", 2.0)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "train resnet50 end-to-end: failed: RuntimeError: nvJPEG said no" in err
 
 
 @pytest.mark.cuda

@@ -28,6 +28,7 @@ import itertools
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -47,7 +48,7 @@ from resnet_hub.train.trainer import TrainStep, build_train_step, create_model
 from resnet_hub.zoo.configs import load_config
 
 __all__ = [
-    "GPU_ROWS", "TARGETS", "gpu_rows", "inference_resnet50", "synthetic_jpeg_dataset", "train_resnet18_cifar",
+    "GPU_ROWS", "TARGETS", "TINY", "gpu_rows", "inference_resnet50", "synthetic_jpeg_dataset", "train_resnet18_cifar",
     "train_resnet50", "train_resnet50_end_to_end", "trainer_step", "main",
 ]
 
@@ -464,12 +465,34 @@ GPU_ROWS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def gpu_rows(device: DeviceLike = None, names: Optional[list[str]] = None) -> list[dict[str, Any]]:
-    """Every GPU row (or those named), in order, at the issue's sizes."""
+# Each row at a size a CPU runs in seconds, compiled by dynamo with its eager backend (inductor takes
+# minutes on a CPU), DataLoader workers included: ``--tiny``, which ``scripts/gpu_check.sh --rehearse`` runs
+# on the CPU so that everything but the GPU itself is exercised before a GPU is at hand.
+TINY: dict[str, dict[str, Any]] = {
+    "train resnet50": dict(batch_size=2, image_size=64, steps=1, warmup=0),
+    "train resnet50 end-to-end": dict(batch_size=2, image_size=64, steps=1, warmup=0, num_images=4,
+                                      source_size=(72, 96), num_workers=1),
+    "train resnet18_cifar": dict(batch_size=4, steps=1, warmup=0, num_images=8, num_workers=1),
+    "inference resnet50": dict(batch_size=2, image_size=64, steps=1, warmup=0),
+}
+TINY_COMPILE_BACKEND = "eager"
+
+
+def _row_names(names: Optional[list[str]]) -> list[str]:
     unknown = sorted(set(names or ()) - set(GPU_ROWS))
     if unknown:
         raise ValueError(f"unknown GPU benchmark row {unknown[0]!r} (choices: {', '.join(GPU_ROWS)})")
-    return [fn(device) for name, fn in GPU_ROWS.items() if names is None or name in names]
+    return [name for name in GPU_ROWS if names is None or name in names]
+
+
+def _row_kwargs(name: str, tiny: bool) -> dict[str, Any]:
+    return dict(TINY[name], compile_backend=TINY_COMPILE_BACKEND) if tiny else {}
+
+
+def gpu_rows(device: DeviceLike = None, names: Optional[list[str]] = None, tiny: bool = False
+             ) -> list[dict[str, Any]]:
+    """Every GPU row (or those named), in order, at the issue's sizes (or :data:`TINY`'s)."""
+    return [GPU_ROWS[name](device, **_row_kwargs(name, tiny)) for name in _row_names(names)]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -478,26 +501,55 @@ def gpu_rows(device: DeviceLike = None, names: Optional[list[str]] = None) -> li
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, required=True, help="where to write the rows and the device's name")
     parser.add_argument("--only", default=None, help=f"comma-separated rows (default: all: {', '.join(GPU_ROWS)})")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                        help="cpu runs the same code without a GPU (with --tiny: scripts/gpu_check.sh --rehearse)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="each row at a size a CPU runs in seconds, compiled with dynamo's eager backend")
+
+
+def _measure_row(name: str, device: str, tiny: bool) -> dict[str, Any]:
+    """One row; a row that raises is recorded as failed (traceback on stderr) so that the rows after it still
+    run in the one GPU session at hand."""
+    try:
+        return GPU_ROWS[name](device, **_row_kwargs(name, tiny))
+    except Exception as e:  # noqa: BLE001 (reported whole, never hidden: the command exits 1)
+        traceback.print_exc()
+        return dict(_row(name, None, None, None, {}), failed=f"{type(e).__name__}: {e}")
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    if row.get("failed"):
+        print(f"{row['name']}: failed: {row['failed']}", file=sys.stderr, flush=True)
+    elif row.get("skipped"):
+        print(f"{row['name']}: blocked: {row['skipped']}", file=sys.stderr, flush=True)
+    else:
+        print(f"{row['name']} [{row['device']}]: ours {_rate(row['ours'])} {row['unit']} (target "
+              f"{TARGETS[row['name']]:,}), reference {_rate(row['reference'])}, ratio {row['ratio']:.2f}",
+              file=sys.stderr, flush=True)
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"  # a tiny CPU run gives a few img/s
 
 
 def _run(args: argparse.Namespace) -> int:
-    """The rows on CUDA into ``--json`` (written whole); 1 when a row is blocked (no CUDA)."""
-    rows = gpu_rows(names=[n.strip() for n in args.only.split(",")] if args.only else None)
-    for row in rows:
-        if row.get("skipped"):
-            print(f"{row['name']}: blocked: {row['skipped']}", file=sys.stderr)
-        else:
-            print(f"{row['name']} [{row['device']}]: ours {row['ours']:,.0f} {row['unit']} (target "
-                  f"{TARGETS[row['name']]:,}), reference {row['reference']:,.0f}, ratio {row['ratio']:.2f}",
-                  file=sys.stderr)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    """The rows into ``--json``, rewritten whole after each row (a row cut short by a time limit leaves
+    the rows before it); 1 when a row is blocked (no CUDA) or failed."""
+    names = _row_names([n.strip() for n in args.only.split(",")] if args.only else None)
+    cuda = args.device == "cuda" and torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if cuda else ("cpu" if args.device == "cpu" else None)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.json, {"device": device, "targets_for": "one H100 or H200", "rows": rows}, indent=1)
-    return 1 if any(r.get("skipped") for r in rows) else 0
+    rows = []
+    for name in names:
+        rows.append(_measure_row(name, args.device, args.tiny))
+        _print_row(rows[-1])
+        write_json(args.json, {"device": device, "targets_for": "one H100 or H200", "tiny": args.tiny,
+                               "rows": rows}, indent=1)
+    return 1 if any(r.get("skipped") or r.get("failed") for r in rows) else 0
 
 
 def main(argv=None) -> int:
-    """``python -m resnet_hub.bench.benchmark_gpu --json OUT [--only ROW,ROW]``."""
+    """``python -m resnet_hub.bench.benchmark_gpu --json OUT [--only ROW,ROW] [--device cpu --tiny]``."""
     from resnet_hub.commands import main as command_main
 
     return command_main(_add_arguments, _run, "The four GPU benchmark rows, into one JSON file.", argv,
