@@ -360,6 +360,11 @@ def load_config_file(path: Union[str, os.PathLike]) -> HubConfig:
         cfg = _from_dict(HubConfig, data)
     except HubConfigError as e:
         raise HubConfigError(f"{path}: {e}") from None
+    # the name is a timm model name and a Hub repo name: the Hub's rule for one (and never quoted back)
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?", cfg.name) or ".." in cfg.name \
+            or "--" in cfg.name:
+        raise HubConfigError(f"{path}: field 'name' is not a model name (letters, digits, '-', '_', '.', "
+                             "at most 96, no leading or trailing '-' or '.')")
     return dataclasses.replace(cfg, path=path)
 
 
