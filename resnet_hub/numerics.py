@@ -2,7 +2,7 @@
 whether a device runs bf16 natively.
 
 They live here, not in ``resnet_hub.train``, so that ``import resnet_hub`` (inference) never loads
-the trainer's modules; ``resnet_hub.train.pipeline`` and ``resnet_hub.train.plan`` re-export them.
+the trainer's modules; ``resnet_hub.train.plan`` re-exports ``native_bf16``.
 """
 from __future__ import annotations
 

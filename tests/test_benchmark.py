@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,9 @@ from PIL import Image
 
 from resnet_hub import inference_model
 from resnet_hub.bench import benchmark
-from resnet_hub.train.pipeline import normalize, prepare_dataset, train_transform
+from resnet_hub.numerics import normalize
+from resnet_hub.train.augment import TrainTransform
+from resnet_hub.train.data import decode_rgb
 from resnet_hub.zoo.configs import Augmentation, load_config
 
 
@@ -51,30 +54,31 @@ def _with_ops(name, *ops):
 
 
 def _both(cfg, dataset):
-    ours = prepare_dataset(dataset, train_transform(cfg, "image", "label"))[:]
+    """The trainer's transform and the reference's on the same rows: (uint8 batch, normalized float batch, labels)."""
+    rows = dataset.cast_column("image", datasets.Image(decode=False))
+    ours = TrainTransform(cfg.training.augmentation).batch([decode_rgb(r["image"]) for r in rows], seed=0)
     reference = dataset.with_transform(benchmark.baseline_train_transform(cfg))[:]
     return ours, torch.stack(reference["image"]), reference["label"]
 
 
-def test_pipelines_give_the_same_shapes_dtypes_and_ranges():
-    torch.manual_seed(0)
-    for name, photos, fmt in [
-        ("resnet50_8xb32_in1k", benchmark.make_photos(4, size=(120, 90), seed=3), "JPEG"),
-        ("resnet18_8xb16_cifar10", benchmark.make_photos(6, size=(32, 32), jitter=0.0, seed=3), "PNG"),
-    ]:
-        cfg = load_config(name)
-        ours, reference, labels = _both(cfg, benchmark.jpeg_dataset(photos, fmt=fmt))
-        size = cfg.eval.input_size
-        assert ours["image"].dtype == torch.uint8 and ours["image"].shape == (len(photos), 3, size, size)
-        assert ours["label"].tolist() == labels
-        x = normalize(ours["image"], cfg.eval.mean, cfg.eval.std)
-        assert x.dtype == reference.dtype == torch.float32 and x.shape == reference.shape
-        low = -torch.tensor(cfg.eval.mean) / torch.tensor(cfg.eval.std)
-        high = (1 - torch.tensor(cfg.eval.mean)) / torch.tensor(cfg.eval.std)
-        for t in (x, reference):
-            per_channel = t.transpose(0, 1).reshape(3, -1)
-            assert (per_channel.min(1).values >= low - 1e-5).all() and (per_channel.max(1).values <= high + 1e-5).all()
-        assert abs(x.mean() - reference.mean()) < 0.3  # same photos, different random crops
+@pytest.mark.parametrize("config, size, fmt", [("resnet50_8xb32_in1k", (120, 90), "JPEG"),
+                                               ("resnet18_8xb16_cifar10", (32, 32), "PNG")])
+def test_pipeline_row_sides_read_every_image_once_at_the_recipes_size(config, size, fmt):
+    """Both sides of a `pipeline` row: one epoch, every image once, the recipe's size; uint8 (ours, the trainer's
+    loader) and normalized float32 (the reference), in the same value range."""
+    cfg = load_config(config)
+    photos = benchmark.make_photos(8, size=size, jitter=0.0 if fmt == "PNG" else 0.2, seed=3)
+    ours, reference = benchmark._pipeline_pair(config, benchmark.jpeg_dataset(photos, fmt=fmt), batch=4, workers=0)
+    mine, theirs = list(ours()), list(reference())
+    assert sorted(int(y) for b in mine for y in b["labels"]) == sorted(int(y) for b in theirs for y in b["label"]) \
+        == list(range(8))
+    s = cfg.eval.input_size
+    assert all(b["images"].dtype == torch.uint8 and b["images"].shape == (4, 3, s, s) and not b["bad"] for b in mine)
+    assert all(b["image"].dtype == torch.float32 and b["image"].shape == (4, 3, s, s) for b in theirs)
+    low = (-torch.tensor(cfg.eval.mean) / torch.tensor(cfg.eval.std)).view(1, 3, 1, 1)
+    high = ((1 - torch.tensor(cfg.eval.mean)) / torch.tensor(cfg.eval.std)).view(1, 3, 1, 1)
+    for b in theirs:
+        assert (b["image"] >= low - 1e-5).all() and (b["image"] <= high + 1e-5).all()
 
 
 @pytest.mark.parametrize("flip", [0.0, 1.0])
@@ -86,37 +90,21 @@ def test_fixed_crop_gives_near_identical_pixels(flip):
                     Augmentation(type="horizontal_flip", prob=flip))
     photos = benchmark.make_photos(3, size=(300, 300), jitter=0.0, seed=4)
     ours, reference, _ = _both(cfg, benchmark.jpeg_dataset(photos, fmt="JPEG"))
-    x = normalize(ours["image"], cfg.eval.mean, cfg.eval.std, channels_last=False)
+    x = normalize(ours, cfg.eval.mean, cfg.eval.std, channels_last=False)
     mad = (x - reference).abs().mean().item()
-    assert mad < 1e-3, mad  # measured 1.7e-5: a few pixels differ by one level of 255 (rounding)
+    # measured 6.1e-8 (AMD EPYC, AVX2): the same pixels, float32 rounding of the two normalizations
+    assert mad < 1e-5, mad
     assert (x - reference).abs().max() <= 1.01 / (255 * min(cfg.eval.std))
-    flipped = normalize(ours["image"].flip(-1), cfg.eval.mean, cfg.eval.std)
+    flipped = normalize(ours.flip(-1), cfg.eval.mean, cfg.eval.std)
     assert (flipped - reference).abs().mean() > 10 * mad  # a flip would show
 
 
-def test_cifar_fixed_crop_is_exact_and_random_crops_are_crops_of_the_padded_image():
+def test_cifar_fixed_crop_is_exact():
     photos = benchmark.make_photos(5, size=(32, 32), jitter=0.0, seed=5)
-    dataset = benchmark.jpeg_dataset(photos, fmt="PNG")
     cfg = _with_ops("resnet18_8xb16_cifar10", Augmentation(type="random_crop", size=32, padding=0, fill=0),
                     Augmentation(type="horizontal_flip", prob=1.0))
-    ours, reference, _ = _both(cfg, dataset)
-    torch.testing.assert_close(normalize(ours["image"], cfg.eval.mean, cfg.eval.std), reference, rtol=0, atol=1e-5)
-
-    torch.manual_seed(1)
-    out = prepare_dataset(dataset, train_transform(load_config("resnet18_8xb16_cifar10"), "image", "label"))[:]["image"]
-    originals = torch.stack([torch.from_numpy(p.copy()).permute(2, 0, 1) for p in photos])
-    padded = torch.nn.functional.pad(originals, (4,) * 4)
-    for i, image in enumerate(out):
-        crops = [padded[i, :, t:t + 32, s:s + 32] for t in range(9) for s in range(9)]
-        assert any(torch.equal(image, c) or torch.equal(image, c.flip(-1)) for c in crops), i
-
-
-def test_unsupported_augmentation_and_missing_columns_are_clear_errors():
-    with pytest.raises(ValueError, match="does not implement rand_augment"):
-        train_transform(load_config("resnet50_8xb256-rsb-a1-600e_in1k"))
-    dataset = benchmark.jpeg_dataset(benchmark.make_photos(1, size=(32, 32), jitter=0.0), fmt="PNG")
-    with pytest.raises(ValueError, match="no column 'img'; its columns: image, label"):
-        prepare_dataset(dataset, train_transform(load_config("resnet18_8xb16_cifar10")))
+    ours, reference, _ = _both(cfg, benchmark.jpeg_dataset(photos, fmt="PNG"))
+    torch.testing.assert_close(normalize(ours, cfg.eval.mean, cfg.eval.std), reference, rtol=0, atol=1e-5)
 
 
 def test_rows_json_and_markdown(tmp_path, monkeypatch):
@@ -141,15 +129,22 @@ def test_rows_json_and_markdown(tmp_path, monkeypatch):
         benchmark.run_rows(["nope"], benchmark.BenchContext(quick=True, workdir=tmp_path, devices=("cpu",)))
 
 
-def test_quick_pipeline_rows_run(tmp_path):
-    args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=None, only="pipeline",
+def test_quick_pipeline_rows_run_and_derive_the_core_counts(tmp_path):
+    args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=None, only="pipeline,decode",
                               device=None)
     assert benchmark.run(args) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())
-    assert [r["name"] for r in rows] == ["pipeline", "pipeline_cifar"]
+    assert [r["name"] for r in rows] == ["pipeline", "cores_per_gpu", "pipeline_cifar", "decode"]
     for r in rows:
         assert set(r) == {"name", "ours", "reference", "ratio", "unit", "device", "settings"}
         assert r["ours"] > 0 and r["reference"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["reference"], 1e-3)
+    assert all("train_batches" in r["settings"] for r in rows if r["name"].startswith("pipeline"))
+    assert "decode_rgb" in rows[3]["settings"]
+    pipeline, cores = rows[0], rows[1]
+    assert (cores["ours"], cores["reference"]) == (pipeline["ours"], pipeline["reference"])
+    needs = [float(x) for x in re.findall(r"needs ([0-9.]+) ", cores["settings"]) +
+             re.findall(r", ([0-9.]+) for the reference", cores["settings"])]
+    assert needs == pytest.approx([3500 / pipeline["ours"], 3500 / pipeline["reference"]], rel=0.01, abs=0.06)
     assert not (tmp_path / "RESULTS.md").exists()
 
 
@@ -189,27 +184,12 @@ def test_streaming_row_sides_read_the_same_images_once(tmp_path):
     cfg = load_config("resnet50_8xb32_in1k")
     files = benchmark.arrow_shards(benchmark.jpeg_dataset(benchmark.make_photos(8, size=(120, 90), seed=1)),
                                    tmp_path, num_shards=4)
-    ours, reference = benchmark._stream_pair(cfg, files, batch=2, workers=2, steps=4)
+    ours, reference = benchmark._stream_pair(cfg.name, files, batch=2, workers=2, steps=4)
     mine, theirs = list(ours()), list(reference())
     assert sorted(int(y) for b in mine for y in b["labels"]) == list(range(8))
     assert sorted(int(y) for b in theirs for y in b["label"]) == list(range(8))
     assert all(b["images"].dtype == torch.uint8 and b["images"].shape == (2, 3, 224, 224) for b in mine)
     assert all(b["image"].dtype == torch.float32 and b["image"].shape == (2, 3, 224, 224) for b in theirs)
-
-
-@pytest.mark.slow
-def test_quick_streaming_and_cores_per_gpu_rows_derive_the_core_counts(tmp_path):
-    args = argparse.Namespace(quick=True, json=str(tmp_path / "rows.json"), markdown=str(tmp_path / "R.md"),
-                              only="streaming,cores_per_gpu", device=None)
-    assert benchmark.run(args) == 0
-    rows = {r["name"]: r for r in json.loads((tmp_path / "rows.json").read_text())}
-    assert list(rows) == ["streaming", "cores_per_gpu_cpu_decode", "cores_per_gpu_gpu_decode"]
-    assert all(r["ours"] > 0 and r["reference"] > 0 and r["unit"] == "images/s/core" for r in rows.values())
-    cpu, gpu = rows["cores_per_gpu_cpu_decode"], rows["cores_per_gpu_gpu_decode"]
-    needs = re.findall(r"needs ([0-9.]+) ", cpu["settings"]) + re.findall(r"needs ([0-9.]+) ", gpu["settings"])
-    assert [float(x) for x in needs] == pytest.approx([3500 / cpu["ours"], 3500 / gpu["ours"]], rel=0.01, abs=0.01)
-    table = (tmp_path / "R.md").read_text()
-    assert table.count("| cores_per_gpu_") == 2 and "| streaming | cpu |" in table
 
 
 @requires_mmpretrain
@@ -223,9 +203,13 @@ def test_inference_bf16_row_is_blocked_without_native_bf16_and_measured_with_it(
     paths = [save(p, tmp_path / f"{i}.png") for i, p in enumerate(photos)]
     ref_results = benchmark.mmpretrain_inference(reference, paths, batch_size=2)
     row = benchmark._inference_bf16_row(ours, reference, ref_results, paths, 2, 1, "resnet18_8xb16_cifar10", "cpu")
+    agree = None
+    if native is not None:  # the row's own count, recomputed: it must report what bf16 inference gave
+        bf16 = inference_model(ours, paths, batch_size=2, precision="bf16")
+        agree = sum(a["pred_label"] == b["pred_label"] for a, b in zip(bf16, ref_results, strict=True))
     assert row.name == "inference bf16" and "ours bf16" in row.settings and "mmpretrain fp32" in row.settings
     if native is None:
         assert row.blocked == "this cpu has no native bf16 (emulated bf16 is slower than fp32)" and row.ours is None
     else:
         assert not row.blocked and row.ours > 0 and row.reference > 0
-        assert re.search(r"top-1 agrees with mmpretrain fp32 on [0-2]/2", row.settings) and native in row.settings
+        assert f"top-1 agrees with mmpretrain fp32 on {agree}/2" in row.settings and native in row.settings

@@ -27,7 +27,6 @@ from resnet_hub.bench.benchmark_gpu import (
 )
 from resnet_hub.bench.benchmark_gpu import TINY as TINY_SIZES
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 TINY = dict(device="cpu", steps=1, warmup=0, compile=False)
 
 
@@ -153,7 +152,7 @@ def test_training_rows_on_cuda_agree_with_eager_fp32():
 
 
 @pytest.mark.cuda
-def test_end_to_end_row_decodes_on_the_gpu():
+def test_end_to_end_row_feeds_the_gpu_from_the_trainers_loader():
     row = train_resnet50_end_to_end(device="cuda", batch_size=8, image_size=128, steps=2, warmup=1, num_images=32,
                                     source_size=(150, 200), num_workers=2, compile=False)
     _check_first_step(row["settings"]["first_step"])

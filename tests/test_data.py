@@ -10,7 +10,7 @@ from PIL import Image
 
 from resnet_hub import load_config
 from resnet_hub.train import data as D
-from resnet_hub.train.recipe import train_transform
+from resnet_hub.train.augment import TrainTransform
 
 CIFAR = load_config("resnet18_8xb16_cifar10")
 
@@ -58,7 +58,7 @@ def _hf_dataset(images):
 
 def test_grayscale_cmyk_alpha_palette_become_rgb_and_corrupt_images_are_reported_not_raised():
     images = _awkward_images()
-    ds = D.LabeledImages(_hf_dataset(images), train_transform(CIFAR.training), "image", "label")
+    ds = D.LabeledImages(_hf_dataset(images), TrainTransform(CIFAR.training.augmentation), "image", "label")
     results = {name: ds[i] for i, (name, _) in enumerate(images)}
     for name in ("grayscale", "cmyk", "rgba", "palette", "16-bit"):
         x, _, err = results[name]
@@ -96,7 +96,7 @@ def test_local_image_folder(tmp_path, monkeypatch):
     splits = D.load_splits(spec, 32)
     assert (splits.num_classes, splits.label_names, len(splits.train), len(splits.eval)) == (2, ("cat", "dog"), 8, 6)
     assert splits.spec.eval_split == "validation"
-    ds = D.LabeledImages(splits.train, train_transform(CIFAR.training), "image", "label")
+    ds = D.LabeledImages(splits.train, TrainTransform(CIFAR.training.augmentation), "image", "label")
     errors = [ds[i][2] for i in range(len(ds))]
     assert sum(e is not None for e in errors) == 1  # the broken JPEG, reported; the CMYK one decoded
 
@@ -154,8 +154,8 @@ def test_repeated_augmentation_sends_each_copy_to_another_rank():
 
 def test_augmentation_depends_on_the_sample_key_not_on_workers_or_global_rng():
     splits = D.digits_splits(32)
-    images = D.LabeledImages(splits.train.select(range(24)), train_transform(CIFAR.training), "image", "label",
-                             seed=7)
+    images = D.LabeledImages(splits.train.select(range(24)), TrainTransform(CIFAR.training.augmentation), "image",
+                             "label", seed=7)
     sampler = D.TrainBatchSampler(24, 4, seed=7)
     runs = []
     for workers in (0, 2):
@@ -189,7 +189,7 @@ def test_streaming_shards_are_disjoint_and_resume_skips(tmp_path, monkeypatch):
     (root / "train" / "dog" / "broken.jpg").unlink()
     Image.new("L", (32, 32), 90).save(root / "train" / "dog" / "gray.png")
     splits = D.load_splits(D.resolve_dataset(str(root), CIFAR, streaming=True), 32)
-    transform = train_transform(CIFAR.training)
+    transform = TrainTransform(CIFAR.training.augmentation)
 
     def stream(rank, start=0):
         s = StreamBatches(splits.train, transform, "image", "label", batch_size=2, world_size=2, rank=rank,
@@ -202,41 +202,37 @@ def test_streaming_shards_are_disjoint_and_resume_skips(tmp_path, monkeypatch):
     assert torch.equal(stream(0, start=1)[0]["images"], shards[0][1]["images"])
 
 
-def test_trainer_fast_decode_path_is_seeded_and_converts_like_the_pil_path():
-    """The trainer's default per-sample transform for non-RandAugment recipes: resnet_hub.train.pipeline on
-    the encoded bytes. Same key, same output; odd image modes become RGB; a broken file is reported."""
+def test_train_decode_is_pils_pixels_and_the_batch_is_seeded_by_its_key():
+    """decode_rgb: JPEGs through simplejpeg give PIL's pixels exactly (same libjpeg-turbo decode), other images
+    and CMYK JPEGs go through PIL; a batch's augmentation is a function of its first key; a broken file is
+    reported, the rest of its batch kept."""
     import io as _io
 
-    from resnet_hub.train.data import sample_from_row
-    from resnet_hub.train.pipeline import EncodedImageTransform
-    from resnet_hub.train.trainer import _train_transform
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)).resize((106, 74))
 
-    transform = _train_transform("auto", CIFAR.training)
-    assert isinstance(transform, EncodedImageTransform)
-    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
-
-    def encoded(image, fmt="PNG"):
+    def encoded(image, fmt="JPEG"):
         buf = _io.BytesIO()
-        image.save(buf, fmt)
+        image.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
         return {"bytes": buf.getvalue(), "path": None}
 
-    row = {"image": encoded(rgb), "label": 3}
-    a, label, err = sample_from_row(row, transform, "image", "label", 0, seed=11)
-    b, _, _ = sample_from_row(row, transform, "image", "label", 0, seed=11)
-    assert err is None and label == 3 and a.dtype == torch.uint8 and a.shape == (3, 32, 32) and torch.equal(a, b)
-    assert any(not torch.equal(a, sample_from_row(row, transform, "image", "label", 0, seed=s)[0]) for s in range(5))
-    padded = torch.nn.functional.pad(torch.from_numpy(np.array(rgb)).permute(2, 0, 1), (4, 4, 4, 4))
-    windows = [padded[:, t:t + 32, left:left + 32] for t in range(9) for left in range(9)]
-    assert any(torch.equal(a, w) or torch.equal(a, w.flip(-1)) for w in windows)  # a real crop (+ flip)
-    for image, fmt in ((rgb.convert("L"), "PNG"), (rgb.convert("CMYK"), "JPEG"), (rgb.convert("RGBA"), "PNG")):
-        out, _, err = sample_from_row({"image": encoded(image, fmt), "label": 0}, transform, "image", "label", 0, 1)
-        assert err is None and out.shape == (3, 32, 32)
-    _, _, err = sample_from_row({"image": {"bytes": b"\xff\xd8\xff\xe0 broken", "path": None}, "label": 0},
-                                transform, "image", "label", 7, seed=1)
-    assert err is not None and err.startswith("row 7: ValueError")
+    for image, fmt in ((photo, "JPEG"), (photo.convert("L"), "JPEG"), (photo.convert("CMYK"), "JPEG"),
+                       (photo, "PNG"), (photo.convert("RGBA"), "PNG")):
+        value = encoded(image, fmt)
+        ours = D.decode_rgb(value)
+        assert ours.dtype == np.uint8 and ours.shape == (74, 106, 3), (image.mode, fmt)
+        assert np.array_equal(ours, np.asarray(D._decode(value))), (image.mode, fmt)
 
-    rsb = load_config("resnet50_8xb256-rsb-a1-600e_in1k").training
-    assert not isinstance(_train_transform("auto", rsb), EncodedImageTransform)  # RandAugment: the PIL path
-    with pytest.raises(ValueError, match="--decode torchvision: .*rand_augment"):
-        _train_transform("torchvision", rsb)
-    assert not isinstance(_train_transform("pil", CIFAR.training), EncodedImageTransform)
+    rows = [{"image": encoded(photo.resize((32, 32)), "PNG"), "label": 3},
+            {"image": {"bytes": b"\xff\xd8\xff\xe0 broken", "path": None}, "label": 4},
+            {"image": encoded(photo.resize((32, 32))), "label": 5}]
+    transform = TrainTransform(CIFAR.training.augmentation)
+    a = D.samples_from_rows(rows, transform, "image", "label", [10, 11, 12], seed=11)
+    b = D.samples_from_rows(rows, transform, "image", "label", [10, 11, 12], seed=11)
+    assert [label for _, label, _ in a] == [3, 4, 5] and a[1][0] is None and a[1][2].startswith("row 11: ")
+    assert all(torch.equal(x[0], y[0]) and x[0].shape == (3, 32, 32) for x, y in zip(a[::2], b[::2], strict=True))
+    assert any(not torch.equal(a[0][0], D.samples_from_rows(rows, transform, "image", "label", [10, 11, 12],
+                                                            seed=s)[0][0]) for s in range(5))
+    padded = torch.nn.functional.pad(torch.from_numpy(D.decode_rgb(rows[0]["image"])).permute(2, 0, 1), (4,) * 4)
+    windows = [padded[:, t:t + 32, left:left + 32] for t in range(9) for left in range(9)]
+    assert any(torch.equal(a[0][0], w) or torch.equal(a[0][0], w.flip(-1)) for w in windows)  # a real crop (+ flip)

@@ -16,7 +16,6 @@ from resnet_hub.train.recipe import (
     build_optimizer,
     lr_factor,
     scaled_lr,
-    train_transform,
 )
 
 pytestmark = [requires_mmpretrain, pytest.mark.mmpretrain]
@@ -208,22 +207,3 @@ def test_lr_scaling_is_mmpretrains_linear_rule():
     s = scaled_lr(t, 64)
     assert s.scaled and s.lr == pytest.approx(0.025) and "0.1 x 64/256 = 0.025" in s.message()
     assert scaled_lr(t, 64, lr=0.3).lr == 0.3 and scaled_lr(t, 64, scale=False).lr == pytest.approx(0.1)
-
-
-@pytest.mark.parametrize("name", RECIPES)
-def test_train_transform_builds_uint8_at_the_recipes_size(name):
-    from PIL import Image
-
-    cfg = load_config(name)
-    transform = train_transform(cfg.training)
-    image = Image.new("RGB", (cfg.eval.input_size + 20, cfg.eval.input_size + 10), (120, 30, 200))
-    if name == "resnet50_8xb8_cub":
-        image = image.resize((700, 650))
-    out = transform(image)
-    assert out.dtype == torch.uint8 and tuple(out.shape) == (3, cfg.eval.input_size, cfg.eval.input_size)
-    names = [type(t).__name__ for t in transform.transforms]
-    if cfg.training.sampler.type == "repeat_aug":
-        ra = transform.transforms[names.index("RandAugment")]
-        assert ra.num_layers == 2 and {op.name for op in ra.ops} >= {"PosterizeIncreasing", "SolarizeIncreasing"}
-        assert all(op.magnitude == 7 and op.magnitude_std == 0.5 for op in ra.ops)
-        assert ra.ops[0].hparams["img_mean"] == (124, 116, 104)

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from resnet_hub import load_config
+from resnet_hub.train.augment import TrainTransform
 from resnet_hub.train.streaming import StreamBatches, stream_layout
-from resnet_hub.train.trainer import _train_transform
 
 CIFAR = load_config("resnet18_8xb16_cifar10")
 PER_SHARD = 12
@@ -48,7 +48,7 @@ def _arrow_stream(root, n_shards: int):
 
 
 def _stream(ds, **kwargs) -> StreamBatches:
-    return StreamBatches(ds, _train_transform("auto", CIFAR.training), "image", "label",
+    return StreamBatches(ds, TrainTransform(CIFAR.training.augmentation), "image", "label",
                          **dict(dict(batch_size=3, world_size=2, rank=0, seed=5, workers=2), **kwargs))
 
 

@@ -6,13 +6,14 @@ interleaved round by round (:func:`measure_pair`, so load from other processes h
 alike), and yields rows. ``run`` writes the rows as JSON (``--json``) and as a markdown table
 with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a full run).
 
-Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``,
-same weights, same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32;
-blocked where the device lacks native bf16), ``pipeline`` / ``pipeline_cifar`` (:mod:`resnet_hub.train.pipeline`
-vs HF ``Image()`` + ``with_transform`` + torchvision), ``streaming`` (the trainer's ``--streaming``
-loader vs HF streaming + a torchvision map, same workers) and ``cores_per_gpu`` (CPU cores one
-H100 needs at 3,500 training images/s, CPU decode vs the CPU share of GPU decode).
-Needs the ``train`` and ``test`` extras.
+Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``, same weights,
+same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32; blocked where the device lacks
+native bf16), ``pipeline`` / ``pipeline_cifar`` (the loader the trainer iterates, built by
+:func:`resnet_hub.train.trainer.train_batches`, vs HF ``Image()`` + ``with_transform`` +
+``torchvision.transforms.v2``, same workers), ``cores_per_gpu`` (CPU cores one H100 needs at 3,500 training
+images/s, from the ``pipeline`` row), ``decode`` (the trainer's JPEG decoder vs PIL), ``streaming`` (the
+trainer's ``--streaming`` loader vs HF streaming + a torchvision map, same workers) and ``train`` (the
+trainer's step vs a bare loop). Needs the ``train`` and ``test`` extras.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from resnet_hub.atomic import write_json, write_text
 
 __all__ = ["BenchContext", "BenchRow", "ROWS", "register", "measure_pair", "run_rows", "write_markdown",
            "make_photos", "write_jpegs", "jpeg_dataset", "arrow_shards", "inference_pair", "mmpretrain_inference",
-           "baseline_train_transform", "add_arguments", "run"]
+           "baseline_train_transform", "trainer_loader", "add_arguments", "run"]
 
 DEFAULT_MARKDOWN = Path("benchmarks") / "RESULTS.md"
 
@@ -182,34 +183,22 @@ def _randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 0.5 + 0.75)
 
 
-def _copy_weights_by_position(src: torch.nn.Module, dst: torch.nn.Module, skip_prefix: str) -> None:
-    """timm and mmpretrain ResNets list the same tensors in the same order; copy by position, strictly."""
-    src_items = list(src.state_dict().items())
-    dst_keys = [k for k in dst.state_dict() if not k.startswith(skip_prefix)]
-    if len(src_items) != len(dst_keys):
-        raise ValueError(f"{len(src_items)} tensors in ours, {len(dst_keys)} in the reference")
-    dst_state = dst.state_dict()
-    new = {}
-    for (src_key, tensor), dst_key in zip(src_items, dst_keys, strict=True):
-        if tensor.shape != dst_state[dst_key].shape:
-            raise ValueError(f"{src_key} {tuple(tensor.shape)} != {dst_key} {tuple(dst_state[dst_key].shape)}")
-        new[dst_key] = tensor.clone()
-    new.update({k: v for k, v in dst_state.items() if k.startswith(skip_prefix)})
-    dst.load_state_dict(new, strict=True)
-
-
 def inference_pair(name: str, device: str = "cpu", seed: int = 0):
-    """(our timm model, mmpretrain's ``get_model(name)``) for config ``name``, same random weights."""
+    """(our timm model, mmpretrain's ``get_model(name)``) for config ``name``, same random weights: mmpretrain's,
+    mapped by the converter's key map (:func:`resnet_hub.hub.convert.mmpretrain_to_timm`) and loaded strictly."""
     import timm
     from mmpretrain.apis import get_model as mmpretrain_get_model
 
+    from resnet_hub.hub.convert import mmpretrain_to_timm
+    from resnet_hub.zoo.configs import load_config
+
     torch.manual_seed(seed)
-    ours = timm.create_model(name).eval()
-    _randomize_batchnorm(ours, seed)
     with contextlib.redirect_stdout(io.StringIO()):
         reference = mmpretrain_get_model(name, pretrained=False)
-    _copy_weights_by_position(ours, reference, skip_prefix="data_preprocessor.")
-    return ours.to(device), reference.to(device).eval()
+    _randomize_batchnorm(reference, seed)
+    ours = timm.create_model(name)
+    ours.load_state_dict(mmpretrain_to_timm(reference.state_dict(), load_config(name)), strict=True)
+    return ours.to(device).eval(), reference.to(device).eval()
 
 
 def mmpretrain_inference(model, images: Sequence, batch_size: int) -> list[dict]:
@@ -365,22 +354,29 @@ def train_rows(ctx: BenchContext) -> Iterator[BenchRow]:
 
 
 def baseline_train_transform(cfg, image_column: str = "image", label_column: str = "label"):
-    """The plain way: HF-decoded PIL images -> torchvision per sample -> normalized float tensors."""
-    from torchvision import transforms as T
+    """What a user writes without resnet_hub: HF ``Image()`` decodes with PIL, ``torchvision.transforms.v2``
+    runs the recipe's ops per sample on the uint8 tensor (PILToTensor first, as torchvision advises for
+    speed) and ends in normalized float32."""
+    from torchvision.transforms import v2
+
+    from resnet_hub.train.augment import pair
 
     ops = []
     for op in cfg.training.augmentation:
+        mode = v2.InterpolationMode(op.interpolation or "bilinear")
         if op.type == "random_resized_crop":
-            ops.append(T.RandomResizedCrop(op.size, scale=op.scale, ratio=op.ratio,
-                                           interpolation=T.InterpolationMode(op.interpolation or "bilinear")))
+            ops.append(v2.RandomResizedCrop(op.size, scale=op.scale, ratio=op.ratio, interpolation=mode,
+                                            antialias=True))
         elif op.type == "random_crop":
-            ops.append(T.RandomCrop(op.size, padding=op.padding, fill=op.fill or 0,
-                                    padding_mode=op.pad_mode or "constant"))
+            ops.append(v2.RandomCrop(op.size, padding=op.padding, fill=op.fill or 0))
+        elif op.type == "resize":
+            ops.append(v2.Resize(pair(op.size), interpolation=mode, antialias=True))
         elif op.type == "horizontal_flip":
-            ops.append(T.RandomHorizontalFlip(op.prob))
+            ops.append(v2.RandomHorizontalFlip(op.prob))
         else:
             raise ValueError(f"no baseline for {op.type}")
-    tf = T.Compose([*ops, T.ToTensor(), T.Normalize(cfg.eval.mean, cfg.eval.std)])
+    tf = v2.Compose([v2.PILToTensor(), *ops, v2.ToDtype(torch.float32, scale=True),
+                     v2.Normalize(cfg.eval.mean, cfg.eval.std)])
 
     def transform(examples: dict) -> dict:
         return {image_column: [tf(img.convert("RGB")) for img in examples[image_column]],
@@ -388,53 +384,115 @@ def baseline_train_transform(cfg, image_column: str = "image", label_column: str
     return transform
 
 
-def _pipeline_pair(cfg, dataset, batch: int):
-    """(ours, reference, ours with normalize on this CPU): each reads the whole dataset once."""
+def trainer_loader(config: str, train_split, *, batch: int, workers: int, streaming: bool = False,
+                   steps: Optional[int] = None, device: str = "cpu", img_size: Optional[int] = None):
+    """What ``resnet-hub train --config CONFIG --batch-size B --workers W [--img-size S]`` iterates on
+    ``train_split`` (image column ``Image(decode=False)``, labels in ``label``) on ``device``, built by the
+    trainer's own functions: its flags parsed, :func:`resolve_plan`, :func:`resnet_hub.train.trainer.train_batches`."""
+    from resnet_hub.train import trainer
+    from resnet_hub.train.data import DatasetSpec
+    from resnet_hub.train.plan import resolve_plan
+    from resnet_hub.zoo.configs import load_config
+
+    dev = torch.device(device)
+    parser = argparse.ArgumentParser()
+    trainer.add_arguments(parser)
+    argv = ["--config", config, "--batch-size", str(batch), "--workers", str(workers)]
+    argv += ["--cpu"] if dev.type == "cpu" else []
+    argv += ["--img-size", str(img_size)] if img_size else []
+    argv += ["--steps-per-epoch", str(steps)] if steps else []
+    plan = resolve_plan(parser.parse_args(argv), load_config(config), world_size=1, device_type=dev.type,
+                        streaming=streaming)
+    spec = DatasetSpec("hub", "benchmark", "train", "", "image", "label", streaming=streaming)
+    return trainer.train_batches(plan, spec, train_split, device=dev)
+
+
+def _pipeline_pair(config: str, dataset, batch: int, workers: int):
+    """(ours, reference): each reads one epoch of ``dataset`` (an HF dataset of encoded images) with ``workers``
+    DataLoader workers, shuffled, whole batches."""
+    import datasets
     from torch.utils.data import DataLoader
 
-    from resnet_hub.train.pipeline import batch_loader, normalize, prepare_dataset, train_transform
+    from resnet_hub.zoo.configs import load_config
 
-    base_ds = dataset.with_transform(baseline_train_transform(cfg))
-    ours_ds = prepare_dataset(dataset, train_transform(cfg, "image", "label"))
+    loader = trainer_loader(config, dataset.cast_column("image", datasets.Image(decode=False)), batch=batch,
+                            workers=workers)
+    plain = DataLoader(dataset.with_transform(baseline_train_transform(load_config(config))), batch_size=batch,
+                       shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+                       generator=torch.Generator().manual_seed(0))
 
-    def ours() -> None:
-        for _ in batch_loader(ours_ds, batch_size=batch):
-            pass
+    def ours() -> Iterator:
+        return loader.batches(0)
 
-    def ours_normalized() -> None:
-        for b in batch_loader(ours_ds, batch_size=batch):
-            normalize(b["image"], cfg.eval.mean, cfg.eval.std)
+    def reference() -> Iterator:
+        return iter(plain)
+    return ours, reference
 
-    def reference() -> None:
-        for _ in DataLoader(base_ds, batch_size=batch):
-            pass
-    return ours, reference, ours_normalized
+
+H100_TRAIN_IMAGES_PER_S = 3500  # issue 13: ResNet-50 training end to end on one H100
+_TRAINER = ("the trainer's loader: resnet_hub.train.trainer.train_batches(plan) -> LoaderBatches (LabeledImages + "
+            "TrainBatchSampler; PIL decode, augment.TrainTransform per image in the workers), uint8 out, normalized "
+            "on the accelerator")
+_REFERENCE = ("HF Image() (PIL) + torchvision.transforms.v2 (PILToTensor, the recipe's ops, ToDtype, Normalize) "
+              "through with_transform in a DataLoader, normalized float32 out")
 
 
 @register("pipeline")
 def pipeline_rows(ctx: BenchContext) -> Iterator[BenchRow]:
-    from resnet_hub.zoo.configs import load_config
-
-    rounds, batch = (1, 8) if ctx.quick else (3, 32)
+    """The trainer's map-style loader vs the plain way, ImageNet-size JPEGs and CIFAR-size PNGs; and the CPU cores
+    one H100 needs, from the JPEG figures."""
+    rounds, batch, workers = (1, 8, 0) if ctx.quick else (5, 32, 2)
+    cores = max(1, workers)  # 0 workers: the main process, one core
     cases = [("pipeline", "resnet50_8xb32_in1k", 16 if ctx.quick else 256, (500, 375), "JPEG",
-              "RandomResizedCrop 224 + flip"),
+              "RandomResizedCrop 224 + flip", 1.5),
              ("pipeline_cifar", "resnet18_8xb16_cifar10", 64 if ctx.quick else 2048, (32, 32), "PNG",
-              "RandomCrop 32 pad 4 + flip")]
-    for row_name, config, n, size, fmt, what in cases:
-        cfg = load_config(config)
+              "RandomCrop 32 pad 4 + flip", 2.0)]
+    for row_name, config, n, size, fmt, what, target in cases:
         jitter = 0.0 if size == (32, 32) else 0.2  # CIFAR images are exactly 32x32
         dataset = jpeg_dataset(make_photos(n, size=size, jitter=jitter, seed=2), fmt=fmt)
-        ctx.log(f"{row_name}: {n} {fmt} images, batch {batch}, 1 thread, {rounds} rounds")
+        ctx.log(f"{row_name}: {n} {fmt} images, batch {batch}, {workers} workers, {rounds} rounds")
         with torch_threads(1):
-            ours, reference, ours_normalized = _pipeline_pair(cfg, dataset, batch)
-            ours_ips, ref_ips = measure_pair(ours, reference, items=n, rounds=rounds)
-            norm_ips, ref2_ips = measure_pair(ours_normalized, reference, items=n, rounds=rounds, warmup=False)
-        yield BenchRow(row_name, ours_ips, ref_ips, "images/s/core", "cpu",
-                       f"{what} ({config}), {n} {fmt} ~{size[0]}x{size[1]} in an in-memory HF dataset, batch {batch}, "
-                       f"0 workers, 1 torch thread, median of {rounds}. Reference: DataLoader over with_transform, "
-                       f"normalized float32 out. Ours: batch_loader, uint8 out, normalize() left to the accelerator; "
-                       f"with normalize() on this CPU too: {norm_ips:.1f} vs {ref2_ips:.1f} "
-                       f"(ratio {norm_ips / ref2_ips:.2f})", target=1.5)
+            ours, reference = _pipeline_pair(config, dataset, batch, workers)
+            ours_ips, ref_ips = measure_pair(_drain(ours), _drain(reference), items=n, rounds=rounds)
+        common = (f"{what} ({config}), one epoch of {n} {fmt} ~{size[0]}x{size[1]} in an in-memory HF dataset, "
+                  f"batch {batch}, {workers} DataLoader workers both sides, 1 torch thread each, images/s / "
+                  f"{cores} core(s), median of {rounds} interleaved rounds")
+        yield BenchRow(row_name, ours_ips / cores, ref_ips / cores, "images/s/core", "cpu",
+                       f"{common}. Ours: {_TRAINER}. Reference: {_REFERENCE}", target=target)
+        if row_name == "pipeline":
+            need = H100_TRAIN_IMAGES_PER_S
+            yield BenchRow("cores_per_gpu", ours_ips / cores, ref_ips / cores, "images/s/core", "cpu",
+                           f"one H100 at {need:,} ResNet-50 training images/s needs {need * cores / ours_ips:.1f} "
+                           f"CPU cores of this machine for the trainer's loader, {need * cores / ref_ips:.1f} for "
+                           f"the reference (3,500 / the `pipeline` row's per-core rates of this run; N cores assumed "
+                           f"to give N x)")
+
+
+@register("decode")
+def decode_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    """The trainer's decoder (:func:`resnet_hub.train.data.decode_rgb`: simplejpeg for JPEGs) against PIL, which
+    HF ``Image()`` decodes with, to the same RGB array, on the same ImageNet-size JPEGs."""
+    from PIL import Image
+
+    from resnet_hub.train.data import decode_rgb
+
+    n, rounds = (8, 1) if ctx.quick else (128, 5)
+    rows = [{"bytes": _encode(p, "JPEG"), "path": None} for p in make_photos(n, seed=5)]
+
+    def ours() -> None:
+        for row in rows:
+            decode_rgb(row)
+
+    def reference() -> None:
+        for row in rows:
+            np.array(Image.open(io.BytesIO(row["bytes"])).convert("RGB"))
+
+    ctx.log(f"decode: {n} JPEGs, {rounds} rounds")
+    ours_ips, ref_ips = measure_pair(ours, reference, items=n, rounds=rounds)
+    yield BenchRow("decode", ours_ips, ref_ips, "images/s/core", "cpu",
+                   f"{n} JPEGs ~500x375 (quality 90) to an RGB uint8 array, one core, median of {rounds} interleaved "
+                   f"rounds. Ours: resnet_hub.train.data.decode_rgb (simplejpeg, libjpeg-turbo; the same pixels). "
+                   f"Reference: PIL Image.open + convert('RGB') + numpy, as HF Image() decodes")
 
 
 def arrow_shards(dataset, folder: Path, num_shards: int) -> list[str]:
@@ -456,22 +514,20 @@ def arrow_shards(dataset, folder: Path, num_shards: int) -> list[str]:
     return files
 
 
-def _stream_pair(cfg, files: list[str], batch: int, workers: int, steps: int):
+def _stream_pair(config: str, files: list[str], batch: int, workers: int, steps: int):
     """(ours, reference): each returns a new iterator over one epoch of the same streamed JPEGs, read by
     ``workers`` DataLoader workers."""
     import datasets
     from torch.utils.data import DataLoader
 
-    from resnet_hub.train.streaming import StreamBatches
-    from resnet_hub.train.trainer import _train_transform
+    from resnet_hub.zoo.configs import load_config
 
     stream = datasets.load_dataset("arrow", data_files={"train": files}, split="train", streaming=True)
-    ours_batches = StreamBatches(stream.cast_column("image", datasets.Image(decode=False)),
-                                 _train_transform("auto", cfg.training), "image", "label", batch_size=batch,
-                                 workers=workers, steps_per_epoch=steps)
+    ours_batches = trainer_loader(config, stream.cast_column("image", datasets.Image(decode=False)), batch=batch,
+                                  workers=workers, streaming=True, steps=steps)
     # IterableDataset has no with_transform; a lazy batched map is its twin, run in the reading worker
-    plain = stream.shuffle(seed=0, buffer_size=10_000).map(baseline_train_transform(cfg), batched=True,
-                                                           batch_size=batch)
+    plain = stream.shuffle(seed=0, buffer_size=10_000).map(baseline_train_transform(load_config(config)),
+                                                           batched=True, batch_size=batch)
 
     def ours() -> Iterator[dict]:
         return ours_batches.batches(0)
@@ -490,96 +546,21 @@ def _drain(batches: Callable[[], Iterator]) -> Callable[[], None]:
 
 @register("streaming")
 def streaming_rows(ctx: BenchContext) -> Iterator[BenchRow]:
-    from resnet_hub.zoo.configs import load_config
-
     config, shards, workers = "resnet50_8xb32_in1k", 4, 2
     batch, rounds = (4, 1) if ctx.quick else (32, 3)
     n = shards * batch * (1 if ctx.quick else 4)  # each worker's shards hold whole batches: nothing dropped
-    cfg = load_config(config)
     files = arrow_shards(jpeg_dataset(make_photos(n, seed=3)), ctx.workdir / "streaming", shards)
     ctx.log(f"streaming: {n} JPEGs in {shards} Arrow shards, batch {batch}, {workers} workers, {rounds} rounds")
-    ours, reference = _stream_pair(cfg, files, batch, workers, steps=n // batch)
+    ours, reference = _stream_pair(config, files, batch, workers, steps=n // batch)
     ours_ips, ref_ips = measure_pair(_drain(ours), _drain(reference), items=n, rounds=rounds)
     yield BenchRow("streaming", ours_ips / workers, ref_ips / workers, "images/s/core", "cpu",
                    f"RandomResizedCrop 224 + flip ({config}), one epoch of {n} JPEGs ~500x375 streamed "
                    f"(load_dataset(streaming=True)) from {shards} local Arrow shards, shuffle buffer 10,000, batch "
                    f"{batch}, {workers} DataLoader workers both sides (images/s / workers; a worker is one process "
                    f"with 1 torch thread; worker start-up included), median of {rounds}. Ours: the trainer's "
-                   f"--streaming loader (resnet_hub.train.streaming.StreamBatches), uint8 out. Reference: the same "
-                   f"stream .shuffle().map(torchvision, batched=True) in a DataLoader, normalized float32 out")
-
-
-H100_TRAIN_IMAGES_PER_S = 3500  # issue 13: ResNet-50 training end to end on one H100
-
-
-def _cpu_decode_pair(cfg, dataset, batch: int):
-    """(ours, reference): the trainer's CPU path and the plain PIL + torchvision way, over all of ``dataset``."""
-    import datasets
-    from torch.utils.data import DataLoader
-
-    from resnet_hub.train import data as D
-    from resnet_hub.train.trainer import _train_transform
-
-    encoded = dataset.cast_column("image", datasets.Image(decode=False))
-    images = D.LabeledImages(encoded, _train_transform("auto", cfg.training), "image", "label", seed=0)
-    loader = D.LoaderBatches(images, D.TrainBatchSampler(len(encoded), batch), workers=0)
-    plain = dataset.with_transform(baseline_train_transform(cfg))
-
-    def ours() -> None:
-        for _ in loader.batches(0):
-            pass
-
-    def reference() -> None:
-        for _ in DataLoader(plain, batch_size=batch):
-            pass
-    return ours, reference
-
-
-def _gpu_decode_cpu_share(dataset, batch: int):
-    """What the CPU does per image on the GPU-decode path: read the encoded bytes and collate them."""
-    import datasets
-    from torch.utils.data import DataLoader
-
-    from resnet_hub.train.device_data import encoded_image_collate
-
-    encoded = dataset.cast_column("image", datasets.Image(decode=False))
-    loader = DataLoader(encoded, batch_size=batch, shuffle=True, collate_fn=encoded_image_collate("image", "label"),
-                        generator=torch.Generator().manual_seed(0))
-
-    def share() -> None:
-        for _ in loader:
-            pass
-    return share
-
-
-@register("cores_per_gpu")
-def cores_per_gpu_rows(ctx: BenchContext) -> Iterator[BenchRow]:
-    from resnet_hub.zoo.configs import load_config
-
-    config = "resnet50_8xb32_in1k"
-    n, batch, rounds = (16, 8, 1) if ctx.quick else (256, 32, 3)
-    cfg = load_config(config)
-    dataset = jpeg_dataset(make_photos(n, seed=4))
-    ctx.log(f"cores_per_gpu: {n} JPEGs, batch {batch}, 1 thread, {rounds} rounds")
-    with torch_threads(1):
-        cpu_ours, cpu_ref = _cpu_decode_pair(cfg, dataset, batch)
-        ours_ips, ref_ips = measure_pair(cpu_ours, cpu_ref, items=n, rounds=rounds)
-        share_ips, cpu_again = measure_pair(_gpu_decode_cpu_share(dataset, batch), cpu_ours, items=n, rounds=rounds)
-    need = H100_TRAIN_IMAGES_PER_S
-    common = (f"{n} JPEGs ~500x375 in an HF dataset, batch {batch}, 0 workers, 1 torch thread (= one core; "
-              f"N cores assumed to give N x), median of {rounds}")
-    yield BenchRow("cores_per_gpu_cpu_decode", ours_ips, ref_ips, "images/s/core", "cpu",
-                   f"one H100 at {need:,} training images/s needs {need / ours_ips:.1f} of these cores on the "
-                   f"trainer's CPU path, {need / ref_ips:.1f} the reference way. Decode + RandomResizedCrop 224 + "
-                   f"flip ({config}), {common}. Ours: the trainer's per-image path (LabeledImages + "
-                   f"TrainBatchSampler + LoaderBatches, torchvision decode, uint8 out). Reference: HF Image() (PIL) "
-                   f"+ with_transform(torchvision), normalized float32 out")
-    yield BenchRow("cores_per_gpu_gpu_decode", share_ips, cpu_again, "images/s/core", "cpu",
-                   f"one H100 at {need:,} training images/s needs {need / share_ips:.2f} of these cores for the CPU "
-                   f"share of the GPU-decode path (JpegBatchDecoder: the CPU reads the encoded bytes and collates "
-                   f"them, nvJPEG decodes and the crop/flip run on the GPU, not measured here), against "
-                   f"{need / cpu_again:.1f} cores when the CPU decodes (reference = the trainer's CPU path, "
-                   f"re-measured interleaved). {common}")
+                   f"--streaming loader (resnet_hub.train.trainer.train_batches(plan) -> StreamBatches, PIL decode, "
+                   f"augment.TrainTransform), uint8 out. Reference: the same stream .shuffle().map(HF Image() (PIL) + "
+                   f"torchvision.transforms.v2, batched=True) in a DataLoader, normalized float32 out", target=1.5)
 
 
 @register("gpu")

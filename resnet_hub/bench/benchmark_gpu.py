@@ -3,8 +3,8 @@
 Each training row builds the step users run, the trainer's own
 :func:`resnet_hub.train.trainer.build_train_step` (Accelerate, on-device normalize, the recipe's
 optimizer, loss and lr schedule), twice in the same process: the fast way (``ours``: bf16
-autocast, channels_last, ``torch.compile``, fused SGD, batches from the real device loaders
-``DeviceDataLoader`` / ``JpegBatchDecoder``) and the plain way (``reference``: eager fp32,
+autocast, channels_last, ``torch.compile``, fused SGD, batches from the trainer's loaders:
+``DeviceDataLoader`` and ``resnet_hub.train.trainer.train_batches``) and the plain way (``reference``: eager fp32,
 default SGD, a CPU DataLoader where data is loaded). Each returns one row ``{"name", "ours",
 "reference", "ratio", "unit", "device", "settings"}`` in images per second. Both sides start
 from the same weights and take their first step on the same uint8 batch; the two first-step
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import functools
 import itertools
 import os
@@ -36,13 +35,8 @@ import torch
 import torch.nn.functional as nnf
 
 from resnet_hub.atomic import write_json
-from resnet_hub.train.device_data import (
-    DeviceAugmentation,
-    DeviceDataLoader,
-    JpegBatchDecoder,
-    encoded_image_collate,
-    seeded_generator,
-)
+from resnet_hub.train.augment import TrainAugmentation
+from resnet_hub.train.device_data import DeviceDataLoader
 from resnet_hub.train.run_dir import software_versions
 from resnet_hub.train.trainer import TrainStep, build_train_step, create_model
 from resnet_hub.zoo.configs import load_config
@@ -219,12 +213,6 @@ def _compare_first_step(cfg, model: torch.nn.Module, images: torch.Tensor, label
     return ours, reference, {"loss_reference": loss_ref, "loss_ours": loss_ours, "grad_cosine": cosine}
 
 
-def _augmentation_at(cfg, size: int) -> DeviceAugmentation:
-    """The recipe's device augmentation with its random_resized_crop output at ``size``."""
-    return DeviceAugmentation(tuple(dataclasses.replace(a, size=size) if a.type == "random_resized_crop" else a
-                                    for a in cfg.training.augmentation))
-
-
 # ----------------------------------------------------------------------------- rows
 
 
@@ -258,8 +246,10 @@ def synthetic_jpeg_dataset(num_images: int, height: int = 375, width: int = 500,
     Smooth random colour fields plus noise: they compress like photographs (tens of kB at
     375x500, ImageNet's most common size), unlike pure noise.
     """
+    import io
+
     import datasets
-    from torchvision.io import encode_jpeg
+    from PIL import Image
 
     g = torch.Generator().manual_seed(seed)
     blobs = []
@@ -268,7 +258,10 @@ def synthetic_jpeg_dataset(num_images: int, height: int = 375, width: int = 500,
         low = torch.rand(n, 3, max(2, height // 24), max(2, width // 24), generator=g)
         img = nnf.interpolate(low, size=(height, width), mode="bicubic", align_corners=False)
         img = (img + 0.04 * torch.randn(img.shape, generator=g)).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-        blobs += [bytes(b.numpy()) for b in encode_jpeg(list(img), quality=quality)]
+        for one in img.permute(0, 2, 3, 1).numpy():
+            buf = io.BytesIO()
+            Image.fromarray(one).save(buf, format="JPEG", quality=quality)
+            blobs.append(buf.getvalue())
     labels = torch.randint(0, num_classes, (num_images,), generator=g).tolist()
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=num_classes)})
     return datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in blobs], "label": labels},
@@ -277,7 +270,7 @@ def synthetic_jpeg_dataset(num_images: int, height: int = 375, width: int = 500,
 
 def _plain_imagenet_transform(cfg, image_size: int):
     """The plain CPU path: HF ``Image()`` decodes with PIL, torchvision transforms per image to uint8
-    (the trainer's step normalizes, as for the trainer's own ``--decode pil`` path)."""
+    (the trainer's step normalizes)."""
     import torchvision.transforms as T
 
     rrc = next(a for a in cfg.training.augmentation if a.type == "random_resized_crop")
@@ -303,9 +296,9 @@ def train_resnet50_end_to_end(device: DeviceLike = None, *, batch_size: int = 25
                               compile_backend: str = "inductor", seed: int = 0) -> dict[str, Any]:
     """``train resnet50 end-to-end``: JPEGs in an HF dataset, decoded and augmented per step.
 
-    ours: DataLoader workers hand over the encoded bytes (``Image(decode=False)``), the batch is
-    decoded by nvJPEG and RandomResizedCrop + flip run on the device (:class:`JpegBatchDecoder`)
-    to a uint8 batch. reference: ``Image()`` (PIL) + ``with_transform`` + torchvision
+    ours: the trainer's loader (:func:`resnet_hub.bench.benchmark.trainer_loader`: the plan, then
+    ``train_batches``), whose DataLoader workers decode and augment each batch to uint8, pinned memory.
+    reference: ``Image()`` (PIL) + ``with_transform`` + torchvision
     RandomResizedCrop/flip/PILToTensor in the same number of workers, pinned memory, eager fp32.
     Both feed the trainer's step, which normalizes on the device. The recipe is
     ``resnet50_8xb32_in1k``'s (bilinear, scale 0.08-1).
@@ -313,15 +306,17 @@ def train_resnet50_end_to_end(device: DeviceLike = None, *, batch_size: int = 25
     import datasets
     from torch.utils.data import DataLoader
 
+    from .benchmark import trainer_loader
+
     name = "train resnet50 end-to-end"
     cfg = load_config(IN1K_CONFIG)
     num_images = num_images or batch_size * 8
     workers = _num_workers(num_workers)
     settings = dict(config=IN1K_CONFIG, batch_size=batch_size, image_size=image_size, steps=steps, warmup=warmup,
                     data=f"{num_images} synthetic JPEGs of {source_size[0]}x{source_size[1]} in an HF dataset",
-                    num_workers=workers, ours_data="bytes from workers, JpegBatchDecoder (decode_jpeg + "
-                    "augmentation on the device)", reference_data="HF Image() (PIL) + with_transform(torchvision) "
-                    "in workers",
+                    num_workers=workers, ours_data="the trainer's loader: train_batches(plan) -> LoaderBatches, "
+                    "decode + augmentation in workers, uint8",
+                    reference_data="HF Image() (PIL) + with_transform(torchvision) in workers",
                     **_fast_settings(compile, compile_mode, compile_backend))
     dev, reason = _resolve_device(device)
     if dev is None:
@@ -331,13 +326,13 @@ def train_resnet50_end_to_end(device: DeviceLike = None, *, batch_size: int = 25
                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
     plain = DataLoader(ds.with_transform(_plain_imagenet_transform(cfg, image_size)), collate_fn=_tuple_collate,
                        pin_memory=dev.type == "cuda", **loader_kw)
-    encoded = DataLoader(ds.cast_column("image", datasets.Image(decode=False)),
-                         collate_fn=encoded_image_collate("image", "label"), **loader_kw)
-    decoder = JpegBatchDecoder(_augmentation_at(cfg, image_size), device=dev)
+    loader = trainer_loader(IN1K_CONFIG, ds.cast_column("image", datasets.Image(decode=False)), batch=batch_size,
+                            workers=workers, device=str(dev), img_size=image_size)
 
     def ours_batches():
-        for b, (data, y) in enumerate(_forever(encoded)):
-            yield decoder(data, seeded_generator(dev, seed, b)), y.to(dev, non_blocking=True)
+        for epoch in itertools.count():
+            for b in loader.batches(epoch):
+                yield b["images"].to(dev, non_blocking=True), b["labels"].to(dev, non_blocking=True)
 
     with _cudnn_benchmark(), _own_accelerate_state():
         ours_data = ours_batches()
@@ -396,8 +391,8 @@ def train_resnet18_cifar(device: DeviceLike = None, *, batch_size: int = 128, st
     images = rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, cfg.num_classes, num_images)
     device_loader = DeviceDataLoader(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels),
-                                     batch_size, augmentation=DeviceAugmentation.from_config(cfg), drop_last=True,
-                                     seed=seed, device=dev)
+                                     batch_size, drop_last=True, seed=seed, device=dev,
+                                     augmentation=TrainAugmentation.from_recipe(cfg.training.augmentation, True))
     crop = next(a for a in cfg.training.augmentation if a.type == "random_crop")
     transform = T.Compose([T.RandomCrop(crop.size, padding=crop.padding, fill=crop.fill), T.RandomHorizontalFlip(),
                            T.PILToTensor()])

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import io
 import os
-import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
@@ -38,6 +37,8 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from .augment import sample_seed
 
 __all__ = [
     "DatasetSpec", "resolve_dataset", "ImageSplits", "load_splits", "digits_splits", "LabeledImages",
@@ -230,56 +231,66 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode(value: Any) -> Image.Image:
+def _encoded(value: Any) -> Any:
+    """An ``Image(decode=False)`` value's bytes, else its path; a PIL image as is."""
     if isinstance(value, Image.Image):
-        image = value
-    elif isinstance(value, dict) and value.get("bytes") is not None:
-        image = Image.open(io.BytesIO(value["bytes"]))
-    elif isinstance(value, dict) and value.get("path"):
-        image = Image.open(value["path"])
-    else:
-        raise ValueError(f"no image data in {type(value).__name__}")
+        return value
+    if isinstance(value, dict) and value.get("bytes") is not None:
+        return value["bytes"]
+    if isinstance(value, dict) and value.get("path"):
+        return value["path"]
+    raise ValueError(f"no image data in {type(value).__name__}")
+
+
+def _decode(value: Any) -> Image.Image:
+    """An image entry as an RGB PIL image (the eval transform's input)."""
+    data = _encoded(value)
+    image = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     image.load()
     return to_rgb(image)
+
+
+def decode_rgb(value: Any) -> np.ndarray:
+    """An image entry as an RGB uint8 ``(H, W, 3)`` array (the train transform's input).
+
+    JPEGs in YCbCr or grayscale, nearly every training image, are decoded by simplejpeg (libjpeg-turbo,
+    pixels equal to PIL's, tests/test_data.py), straight into the array; anything else by PIL, as
+    :func:`to_rgb`. Chosen by measurement on the benchmark's ~500x375 JPEGs (64, one core, median of 7
+    interleaved rounds, 2-core AVX2 EPYC under load): decode to an array at 836 images/s, against
+    torchvision.io 1,076 (deprecated since torchvision 0.29), TorchCodec 759 (a binary tied to one torch
+    release) and PIL 754; on the trainer's per-image path (decode to an array, crop, resize) 5.0 ms against
+    7.0 with PIL (measured at another load; PIL's array costs a second copy). PyTurboJPEG needs a system libturbojpeg.
+    Reduced-scale decoding (PIL's ``draft``, libjpeg-turbo's scaled IDCT) is not used: it changes pixels
+    unless the crop that follows is at least twice the output size, which no RandomResizedCrop 224 of an
+    image under 448 px (ImageNet's typical 500x375) ever is.
+    """
+    data = _encoded(value)
+    if isinstance(data, str):
+        with open(data, "rb") as f:  # an unreadable file: OSError, counted by --bad-images skip
+            data = f.read()
+    if isinstance(data, bytes):
+        import simplejpeg
+
+        if simplejpeg.is_jpeg(data):
+            height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+            if height * width > 2 * (Image.MAX_IMAGE_PIXELS or float("inf")):  # PIL's decompression-bomb bound
+                raise Image.DecompressionBombError(f"{width}x{height} JPEG exceeds PIL's limit of "
+                                                   f"{2 * Image.MAX_IMAGE_PIXELS} pixels")
+            if colorspace in ("YCbCr", "Gray"):
+                return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    return np.array(_decode(value))
 
 
 class BadImages(ValueError):
     """Images that could not be read, with the first reason."""
 
 
-def _sample_seed(seed: int, epoch: int, slot: int) -> int:
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, slot]).generate_state(1)[0])
-
-
-class _SeededRandomness:
-    """Python, NumPy and torch CPU RNGs seeded for one sample, restored afterwards.
-
-    timm's and torchvision's transforms draw from the global generators; seeding them per sample
-    makes augmentation a function of the sample's place in the epoch, whatever the worker.
-    """
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def __enter__(self):
-        self.state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-        random.seed(self.seed)
-        np.random.seed(self.seed)
-        # the CPU generator only (the one torch.get_rng_state saves): torch.manual_seed also queues a lazy
-        # CUDA seeding with a formatted stack trace, ~3 ms a call, half the per-image cost on ImageNet JPEGs
-        torch.default_generator.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        random.setstate(self.state[0])
-        np.random.set_state(self.state[1])
-        torch.set_rng_state(self.state[2])
-
-
 class LabeledImages(torch.utils.data.Dataset):
     """A map-style HF split as ``(uint8 CHW tensor or None, label, error or None)`` samples.
 
     A key is an index, or ``(index, epoch, slot)`` from :class:`TrainBatchSampler`, in which case
-    the transform's randomness is seeded from ``(seed, epoch, slot)``.
+    the batch is augmented together by the train transform, its draws seeded from ``(seed, epoch, slot)``
+    of its first key: a function of the batch's place in the epoch, whatever the worker or process.
     """
 
     def __init__(self, ds, transform: Callable, image_column: str, label_column: str, seed: int = 0):
@@ -290,31 +301,59 @@ class LabeledImages(torch.utils.data.Dataset):
         return len(self.ds)
 
     def __getitem__(self, key):
-        if isinstance(key, tuple):
-            index, epoch, slot = key
-        else:
-            index, epoch, slot = key, None, None
-        row = self.ds[int(index)]
-        return sample_from_row(row, self.transform, self.image_column, self.label_column, int(index),
-                               None if epoch is None else _sample_seed(self.seed, epoch, slot))
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list) -> list:
+        """Samples of one batch from one read of the split (the DataLoader calls this with a batch's keys).
+        Keyed ``(index, epoch, slot)``, the batch is augmented together, seeded from its first key."""
+        indices = [int(k[0]) if isinstance(k, tuple) else int(k) for k in keys]
+        batch = self.ds[indices]
+        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+        if isinstance(keys[0], tuple):
+            _, epoch, slot = keys[0]
+            return samples_from_rows(rows, self.transform, self.image_column, self.label_column, indices,
+                                     sample_seed(self.seed, epoch, slot))
+        return [sample_from_row(row, self.transform, self.image_column, self.label_column, index)
+                for row, index in zip(rows, indices, strict=True)]
 
 
-def sample_from_row(row: dict, transform: Callable, image_column: str, label_column: str, index,
-                    seed: Optional[int] = None):
+_UNREADABLE = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError)
+
+
+def sample_from_row(row: dict, transform: Callable, image_column: str, label_column: str, index):
+    """``(image, label, error)`` of one row through ``transform`` (the eval transform); an unreadable image
+    is an error string, not an exception."""
     label = row[label_column]
     try:
-        # the fast pipeline (resnet_hub.train.pipeline) decodes the encoded bytes itself, with torchvision
-        image = row[image_column] if getattr(transform, "takes_encoded", False) else _decode(row[image_column])
-        if seed is None:
-            out = transform(image)
-        else:
-            with _SeededRandomness(seed):
-                out = transform(image)
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as e:
+        out = transform(_decode(row[image_column]))
+    except _UNREADABLE as e:
         return None, label, f"row {index}: {type(e).__name__}: {e}"
     if isinstance(out, np.ndarray):
         out = torch.from_numpy(out)
     return out, label, None
+
+
+def samples_from_rows(rows: Sequence[dict], transform, image_column: str, label_column: str, indices: Sequence,
+                      seed: int) -> list:
+    """``(image, label, error)`` per row: each image decoded (:func:`decode_rgb`; an unreadable one is an error
+    string), then the readable ones augmented together by ``transform``
+    (:class:`~resnet_hub.train.augment.TrainTransform`), its draws seeded by ``seed``."""
+    decoded, errors = [], []
+    for row, index in zip(rows, indices, strict=True):
+        try:
+            decoded.append(decode_rgb(row[image_column]))
+            errors.append(None)
+        except _UNREADABLE as e:
+            decoded.append(None)
+            errors.append(f"row {index}: {type(e).__name__}: {e}")
+    good = [image for image in decoded if image is not None]
+    try:
+        augmented = iter(transform.batch(good, seed) if good else ())
+    except ValueError as e:  # the recipe cannot take these images (e.g. smaller than its crop)
+        augmented = iter(())
+        errors = [err or f"row {index}: ValueError: {e}" for err, index in zip(errors, indices, strict=True)]
+    return [(None if err else next(augmented), row[label_column], err)
+            for row, err in zip(rows, errors, strict=True)]
 
 
 def collate_images(samples: list) -> dict:
@@ -422,7 +461,7 @@ class LoaderBatches:
 
 
 class DeviceNormalize(torch.nn.Module):
-    """uint8 NCHW -> normalized float on the device (:func:`resnet_hub.train.pipeline.normalize`).
+    """uint8 NCHW -> normalized float on the device (:func:`resnet_hub.numerics.normalize`).
 
     The uint8 batch is copied to the device without blocking (4x fewer bytes than floats) and
     normalized there; ``.to(device)`` on the module picks the device.
@@ -435,7 +474,7 @@ class DeviceNormalize(torch.nn.Module):
         self.channels_last = channels_last
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        from .pipeline import normalize
+        from resnet_hub.numerics import normalize
 
         images = images.to(self.mean.device, non_blocking=True)
         return normalize(images, self.mean, self.std, channels_last=self.channels_last)

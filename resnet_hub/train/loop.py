@@ -169,7 +169,7 @@ def finish_epoch(step, eval_loader, state: RunState, totals: EpochTotals, *, bad
     acc, epoch = step.accelerator, state.epoch
     sums = torch.stack([totals.loss_sum.float(), torch.tensor(float(totals.loss_n), device=acc.device)])
     sums = acc.reduce(sums, reduction="sum") if acc.num_processes > 1 else sums
-    metrics = evaluate_loop(step.model, eval_loader, acc, step.normalize, desc=f"eval {epoch + 1}")
+    metrics = evaluate_loop(step.eval_model, eval_loader, acc, step.normalize, desc=f"eval {epoch + 1}")
     record = {"epoch": epoch + 1, "loss": float(sums[0] / max(sums[1], 1)),
               "lr": step.last_lr if step.last_lr is not None else step.lr,
               "top1": metrics["top1"], "top5": metrics["top5"],

@@ -9,9 +9,8 @@
 - loss: ``CrossEntropyLoss`` (label smoothing), timm's ``BinaryCrossEntropy`` for
   ``use_sigmoid`` and ``SoftTargetCrossEntropy`` after timm's ``Mixup`` (Mixup/CutMix picked
   with probability 0.5 each, as mmpretrain's ``RandomBatchAugment`` does);
-- train transforms: timm's ``RandomResizedCropAndInterpolation`` and ``rand_augment_transform``
-  (mmpretrain's ``timm_increasing`` policy is timm's increasing RandAugment), torchvision's
-  flip, crop and resize; uint8 tensors out, normalized later on the device;
+- eval transform: timm's ``resolve_data_config`` + ``create_transform``, uint8 out (the train
+  augmentation is :mod:`resnet_hub.train.augment`);
 - lr scaling: mmengine's ``auto_scale_lr``, linear in the total batch.
 """
 from __future__ import annotations
@@ -25,8 +24,7 @@ from timm.scheduler.scheduler import Scheduler
 
 __all__ = [
     "scaled_lr", "LrScaling", "fit_schedule", "build_optimizer", "RecipeLRScheduler", "lr_factor", "build_mixup",
-    "build_loss",
-    "train_transform", "OPTIMIZER_NAMES",
+    "build_loss", "eval_transform", "OPTIMIZER_NAMES",
 ]
 
 
@@ -64,7 +62,7 @@ def scaled_lr(training, total_batch: int, lr: Optional[float] = None, scale: boo
 
 # ----------------------------------------------------------------------------- optimizer
 
-OPTIMIZER_NAMES = {("sgd", False): "momentum", ("sgd", True): "sgd", ("lamb", None): "lamb"}
+OPTIMIZER_NAMES = {("sgd", False): "momentum", ("sgd", True): "sgd", ("lamb", None): "lamb", ("adamw", None): "adamw"}
 
 
 def build_optimizer(model: torch.nn.Module, training, lr: float, *, fused: bool = False) -> torch.optim.Optimizer:
@@ -84,8 +82,13 @@ def build_optimizer(model: torch.nn.Module, training, lr: float, *, fused: bool 
     elif o.type == "lamb":
         name = "lamb"
         kwargs.update(betas=tuple(o.betas), eps=o.eps, max_grad_norm=o.max_grad_norm)
+    elif o.type == "adamw":
+        name = "adamw"
+        kwargs.update(betas=tuple(o.betas), eps=o.eps)
+        if fused:
+            kwargs["fused"] = True
     else:  # the schema allows no other
-        raise ValueError(f"unknown optimizer {o.type!r}; choose sgd or lamb")
+        raise ValueError(f"unknown optimizer {o.type!r}; choose sgd, adamw or lamb")
     return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=o.weight_decay,
                                filter_bias_and_bn=bool(no_decay), **kwargs)
 
@@ -194,39 +197,6 @@ def build_loss(training, mixup: bool) -> torch.nn.Module:
 
 
 # ----------------------------------------------------------------------------- transforms
-
-
-def train_transform(training):
-    """The recipe's train pipeline on a PIL RGB image, ending in a uint8 CHW tensor."""
-    from timm.data import MaybePILToTensor, rand_augment_transform
-    from timm.data.transforms import RandomResizedCropAndInterpolation, str_to_pil_interp
-    from torchvision import transforms as T
-
-    from .augment import interpolation_mode, pair, param, refuse_unsupported
-
-    refuse_unsupported(training.augmentation, "pil")
-    ops = []
-    for a in training.augmentation:
-        if a.type == "random_resized_crop":
-            ops.append(RandomResizedCropAndInterpolation(pair(a.size), scale=tuple(param(a, "scale")),
-                                                         ratio=tuple(param(a, "ratio")),
-                                                         interpolation=param(a, "interpolation")))
-        elif a.type == "horizontal_flip":
-            ops.append(T.RandomHorizontalFlip(param(a, "prob")))
-        elif a.type == "rand_augment":
-            fill = tuple(a.fill) if isinstance(a.fill, (list, tuple)) else (param(a, "fill"),) * 3
-            config = f"rand-m{a.magnitude_level:g}-n{a.num_policies}-mstd{a.magnitude_std:g}-inc1"
-            ops.append(rand_augment_transform(config, dict(
-                img_mean=fill, interpolation=str_to_pil_interp(param(a, "interpolation")))))
-        elif a.type == "random_crop":
-            fill = param(a, "fill")
-            ops.append(T.RandomCrop(pair(a.size), padding=param(a, "padding") or None,
-                                    fill=list(fill) if isinstance(fill, (list, tuple)) else fill,
-                                    padding_mode=param(a, "pad_mode"), pad_if_needed=False))
-        elif a.type == "resize":
-            ops.append(T.Resize(pair(a.size), interpolation=interpolation_mode(a)))
-    ops.append(MaybePILToTensor())
-    return T.Compose(ops)
 
 
 def eval_transform(model: torch.nn.Module):

@@ -21,10 +21,10 @@ from __future__ import annotations
 import itertools
 from typing import Callable, Iterator, Optional
 
-import numpy as np
 import torch
 
-from .data import collate_images, sample_from_row
+from .augment import sample_seed
+from .data import collate_images, samples_from_rows
 
 __all__ = ["StreamBatches", "stream_layout"]
 
@@ -66,16 +66,9 @@ class _WorkerBatches(torch.utils.data.IterableDataset):
             if b < self.skip:
                 yield {_SKIPPED: True}  # read, not decoded: already trained on
                 continue
-            samples = []
-            for i, row in enumerate(chunk):
-                k = b * self.batch_size + i
-                samples.append(sample_from_row(row, self.transform, image_column, label_column, k,
-                                               _stream_seed(self.seed, self.epoch, self.rank, worker, k)))
-            yield collate_images(samples)
-
-
-def _stream_seed(seed: int, epoch: int, rank: int, worker: int, k: int) -> int:
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, rank, worker, k]).generate_state(1)[0])
+            indices = range(b * self.batch_size, (b + 1) * self.batch_size)
+            yield collate_images(samples_from_rows(chunk, self.transform, image_column, label_column, indices,
+                                                   sample_seed(self.seed, self.epoch, self.rank, worker, b)))
 
 
 class StreamBatches:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +28,7 @@ import torch
 from resnet_hub.commands import (
     CommandError,
     fraction,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -35,9 +37,19 @@ from resnet_hub.zoo.configs import HubConfig, load_config
 
 from .evaluate import eval_collate, evaluate_loop, measured_result
 from .plan import PRECISIONS, TrainPlan, describe_phase, resolve_plan
-from .run_dir import TRAINER_STATE, Checkpoints, RunState, claim_output_dir, export_bundle, run_identity, write_metrics
+from .run_dir import (
+    RUN_FILE,
+    TRAINER_STATE,
+    Checkpoints,
+    RunState,
+    claim_output_dir,
+    export_bundle,
+    run_identity,
+    write_metrics,
+)
 
-__all__ = ["add_arguments", "run", "main", "TrainStep", "build_train_step", "create_model", "evaluate_loop",
+__all__ = ["add_arguments", "run", "train", "main", "TrainStep", "build_train_step", "create_model", "train_batches",
+           "evaluate_loop",
            "eval_collate", "Checkpoints", "TRAINER_STATE", "TrainPlan", "resolve_plan"]
 
 
@@ -51,11 +63,13 @@ def create_model(cfg: HubConfig, **kwargs: Any) -> torch.nn.Module:
     from resnet_hub.zoo.configs import all_configs
 
     registered = all_configs().get(cfg.name)
-    if registered is not None and registered == cfg:
+    # the training recipe does not shape the model: a registered config trained with other flags is still it
+    if registered is not None and replace(cfg, training=registered.training) == registered:
         return timm.create_model(cfg.name, **kwargs)
     from resnet_hub.zoo.models import config_pretrained_cfg, model_args
 
     overlay = {k: v for k, v in config_pretrained_cfg(cfg).items() if k != "hf_hub_id"}
+    overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
     args = dict(model_args(cfg), **kwargs)
     args.pop("block"), args.pop("layers")
     return timm.create_model(cfg.architecture_name, pretrained_cfg_overlay=overlay, **args)
@@ -73,10 +87,12 @@ class TrainStep:
     """
 
     def __init__(self, accelerator, model, optimizer, scheduler, loss_fn, normalize, mixup=None,
-                 static_loss_scale: Optional[float] = None):
+                 static_loss_scale: Optional[float] = None, clip_grad: Optional[float] = None, ema=None):
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
         self.loss_fn, self.normalize, self.mixup = loss_fn, normalize, mixup
         self.static_loss_scale = static_loss_scale
+        self.clip_grad = clip_grad  # max gradient norm over all parameters, None: no clipping
+        self.ema = ema  # timm's ModelEmaV3 of the model, updated after every optimizer update
         self.updates = 0
         self.last_lr = None  # the lr of the latest update
 
@@ -95,12 +111,16 @@ class TrainStep:
         with acc.accumulate(self.model):
             loss = self.loss_fn(self.model(x), y)
             acc.backward(loss)
+            if self.clip_grad is not None and acc.sync_gradients:
+                acc.clip_grad_norm_(self.model.parameters(), self.clip_grad)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if acc.sync_gradients:
                 self.last_lr = self.lr
                 self.updates += 1
                 self.scheduler.step_update(self.updates)
+                if self.ema is not None:
+                    self.ema.update(acc.unwrap_model(self.model), step=self.updates)
                 if self.static_loss_scale is not None and acc.scaler is not None:
                     # mmengine's AmpOptimWrapper(loss_scale=512.): update(512.) after every step
                     acc.scaler.update(self.static_loss_scale)
@@ -112,13 +132,21 @@ class TrainStep:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is evaluated and exported: the EMA weights when the run keeps them (timm's train.py scores
+        and saves the EMA too), else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
 
 def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per_epoch: int, num_classes: int,
                      fused: bool = False, channels_last: bool = False, compile: bool = False,
-                     schedule=None, compile_options: Optional[dict] = None) -> TrainStep:
+                     schedule=None, compile_options: Optional[dict] = None, clip_grad: Optional[float] = None,
+                     model_ema_decay: Optional[float] = None) -> TrainStep:
     """Everything one optimizer step needs, prepared by ``accelerator``; ``model`` is fresh from :func:`create_model`.
 
-    ``compile_options`` go to ``torch.compile`` (``mode``, ``backend``) when ``compile`` is set.
+    ``compile_options`` go to ``torch.compile`` (``mode``, ``backend``) when ``compile`` is set; ``clip_grad``
+    clips the gradient norm; ``model_ema_decay`` keeps timm's ``ModelEmaV3`` of the weights (warmed up).
     Used by the trainer and by the benchmarks (resnet_hub.bench) on in-memory batches::
 
         step = build_train_step(cfg, Accelerator(), create_model(cfg), lr=0.1, iters_per_epoch=100, num_classes=10)
@@ -142,7 +170,13 @@ def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per
     static = None
     if accelerator.mixed_precision == "fp16" and isinstance(t.precision.loss_scale, float):
         static = float(t.precision.loss_scale)
-    step = TrainStep(accelerator, model, optimizer, scheduler, loss_fn, normalize, mixup, static)
+    ema = None
+    if model_ema_decay is not None:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=model_ema_decay, use_warmup=True)
+        accelerator.register_for_checkpointing(ema)  # a resume continues the average, not a fresh copy
+    step = TrainStep(accelerator, model, optimizer, scheduler, loss_fn, normalize, mixup, static, clip_grad, ema)
     step.set_updates(0)
     return step
 
@@ -152,6 +186,23 @@ def build_train_step(cfg: HubConfig, accelerator, model, *, lr: float, iters_per
 
 def run(args: argparse.Namespace) -> int:
     """Train ``args.config``'s recipe (flags: :func:`add_arguments`); 0 when done, 128 + N when stopped by signal N.
+
+    The flags are read here, once, into a :class:`TrainPlan`; :func:`train` follows the plan.
+    """
+    from accelerate import PartialState
+
+    # The plan first: every setting resolved once from the flags, the recipe and the processes, and
+    # printed, before anything runs. PartialState is the process group the Accelerator below joins.
+    cfg = load_config(args.config)
+    processes = PartialState(cpu=args.cpu, timeout=timedelta(seconds=args.dist_timeout))
+    device = processes.device
+    plan = resolve_plan(args, cfg, world_size=processes.num_processes, device_type=device.type,
+                        bf16_supported=device.type == "cuda" and torch.cuda.is_bf16_supported())
+    return train(plan)
+
+
+def train(plan: TrainPlan) -> int:
+    """Run ``plan`` (:func:`resolve_plan`); 0 when done, 128 + N when stopped by signal N.
 
     A process lost from the run (a machine died) stops every other one at its next collective, at
     the latest after ``--dist-timeout`` seconds, with one line (:class:`CommandError`) naming the
@@ -163,79 +214,77 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with contextlib.ExitStack() as held:  # the output folder's lock, released however the run ends
-            return _run(args, held)
+            return _train(plan, held)
     except Exception as e:
         if not is_lost_process(e):
             raise
-        out = Path(args.output_dir) if args.output_dir else Path("runs") / load_config(args.config).name
-        raise CommandError(lost_process_message(e, checkpoints=out / "checkpoints",
-                                                timeout_s=args.dist_timeout)) from e
+        raise CommandError(lost_process_message(e, checkpoints=Path(plan.run.output_dir) / "checkpoints",
+                                                timeout_s=plan.run.dist_timeout)) from e
 
 
-def _run(args: argparse.Namespace, held) -> int:
-    from accelerate import PartialState
+def _train(plan: TrainPlan, held) -> int:
     from accelerate.utils import set_seed
 
     from .loop import StopSignal, agreed_stop, finish_epoch, train_one_epoch
 
-    # The plan first: every setting resolved once from the flags, the recipe and the processes, and
-    # printed, before anything runs. PartialState is the process group the Accelerator below joins.
-    cfg = load_config(args.config)
-    processes = PartialState(cpu=args.cpu, timeout=timedelta(seconds=args.dist_timeout))
-    device = processes.device
-    plan = resolve_plan(args, cfg, world_size=processes.num_processes, device_type=device.type,
-                        bf16_supported=device.type == "cuda" and torch.cuda.is_bf16_supported(),
-                        streaming=args.streaming)
-    out = Path(args.output_dir or f"runs/{cfg.name}")
-    acc = _accelerator(plan, out, args)
-    set_seed(args.seed)
+    cfg, run = plan.recipe, plan.run  # the config as run: flags applied (hyperparams.resolve_recipe)
+    out = Path(run.output_dir)
+    acc = _accelerator(plan, out)
+    set_seed(plan.seed)
 
     # Data, in the main process first so that one process downloads and caches.
-    spec, splits, label_names = _load_data(args, cfg, plan, acc)
+    spec, splits, label_names = _load_data(plan, cfg, acc)
     for note in plan.notes if acc.is_main_process else ():
         print(note, file=sys.stderr)
 
     # Claim the run folder before writing into it, locked for this run: a folder in use, another run's
     # folder, or this run's outputs without --resume/--overwrite are refused, files untouched.
-    identity = run_identity(cfg, splits.spec, plan, args)
+    facts, note = _start_facts(plan, spec, out)
+    if note and acc.is_main_process:
+        print(note, file=sys.stderr)
+    identity = run_identity(cfg, splits.spec, plan, facts)
     if acc.is_main_process:
-        held.enter_context(claim_output_dir(out, identity, args.resume, args.overwrite))
+        held.enter_context(claim_output_dir(out, identity, run.resume, run.overwrite))
     acc.wait_for_everyone()
 
-    # The model, its training batches and eval loader, and one prepare in build_train_step.
-    model = _build_model(cfg, plan, resume=args.resume)
-    batches = _train_batches(args, cfg, plan, spec, splits, acc)
-    eval_dl = acc.prepare(_eval_loader(args, model, cfg, plan, spec, splits))
+    # The model (from --pretrained unless resuming), its training batches and eval loader, one prepare.
+    model = _build_model(cfg, plan, acc)
+    batches = train_batches(plan, spec, splits.train, device=acc.device, world_size=acc.num_processes,
+                            rank=acc.process_index)
+    eval_dl = acc.prepare(_eval_loader(model, cfg, plan, spec, splits))
     step = build_train_step(cfg, acc, model, lr=plan.lr, iters_per_epoch=batches.steps_per_epoch,
                             num_classes=plan.num_classes, fused=plan.fused, channels_last=plan.channels_last,
-                            compile=plan.compile, schedule=plan.schedule)
+                            compile=plan.compile, schedule=plan.schedule, clip_grad=plan.clip_grad,
+                            model_ema_decay=plan.model_ema_decay if plan.model_ema else None)
     _print_plan(acc, plan, cfg, spec, splits, batches.steps_per_epoch)
+    if acc.is_main_process:
+        _say_image_sizes(acc, cfg, spec, splits)
 
     # Resume: weights, optimizer, RNG states and the position in the epoch of the latest checkpoint.
-    checkpoints = Checkpoints(out / "checkpoints", acc, args.keep)
-    state = _resume(checkpoints, step, batches.steps_per_epoch, out) if args.resume else RunState()
-    log = args.tracker != "none"
+    checkpoints = Checkpoints(out / "checkpoints", acc, run.keep)
+    state = _resume(checkpoints, step, batches.steps_per_epoch, out) if run.resume else RunState()
+    log = run.tracker != "none"
     if log:
-        acc.init_trackers("train", config={"config": cfg.name, "dataset": spec.path, "epochs": plan.epochs,
-                                           "total_batch": plan.total_batch, "lr": plan.lr,
-                                           "precision": plan.precision, "seed": args.seed})
+        acc.init_trackers("train", config={k: v for k, v in plan.settings().items()
+                                           if isinstance(v, (int, float, str, bool))})
 
     # The loop: train an epoch, evaluate it, export the best, write metrics, checkpoint.
     stop = 0
     with StopSignal() as signals:
         while state.epoch < plan.epochs and not stop:
             totals = train_one_epoch(step, batches, state, checkpoints, signals, plan=plan,
-                                     bad_images=args.bad_images, where=f"dataset {spec.path}",
-                                     checkpoint_steps=args.checkpoint_steps, log=log)
+                                     bad_images=run.bad_images, where=f"dataset {spec.path}",
+                                     checkpoint_steps=run.checkpoint_steps, log=log)
             stop = totals.stop
             if stop:
                 break
-            record, best = finish_epoch(step, eval_dl, state, totals, bad_images=args.bad_images,
+            record, best = finish_epoch(step, eval_dl, state, totals, bad_images=run.bad_images,
                                         epochs=plan.epochs, log=log)
             if best and acc.is_main_process:
-                export_bundle(acc.unwrap_model(step.model), cfg, out / "final", label_names=label_names,
-                              model_kwargs=plan.model_kwargs, provenance=_provenance(plan, args, splits, record),
-                              measured=[measured_result(spec.path, splits.eval, splits.spec.eval_split, record)])
+                export_bundle(acc.unwrap_model(step.eval_model), cfg, out / "final", label_names=label_names,
+                              model_kwargs=plan.model_kwargs, provenance=_provenance(plan, splits, record, facts),
+                              measured=[measured_result(facts["dataset_name"], splits.eval, splits.spec.eval_split,
+                                                        record)])
             acc.wait_for_everyone()
             if acc.is_main_process:
                 write_metrics(out, state, identity, plan.lr_scaling, finished=False)
@@ -249,7 +298,7 @@ def _run(args: argparse.Namespace, held) -> int:
     return _farewell(acc, state, out, stop)
 
 
-def _accelerator(plan: TrainPlan, out: Path, args):
+def _accelerator(plan: TrainPlan, out: Path):
     """The run's Accelerator: the plan's precision and accumulation, trackers, logs under ``out``, the
     process group's timeout."""
     from accelerate import Accelerator
@@ -261,134 +310,161 @@ def _accelerator(plan: TrainPlan, out: Path, args):
         ProjectConfiguration,
     )
 
+    run = plan.run
     # how long a collective waits for a silent peer before the run stops (lost_process.py)
-    handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=args.dist_timeout))]
+    handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=run.dist_timeout))]
     if plan.static_loss_scale is not None:
         handlers.append(GradScalerKwargs(init_scale=plan.static_loss_scale))
     return Accelerator(
         mixed_precision=plan.mixed_precision,
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=plan.grad_accum, sync_with_dataloader=False),
         dataloader_config=DataLoaderConfiguration(even_batches=True),
-        log_with=None if args.tracker == "none" else [args.tracker], kwargs_handlers=handlers,
+        log_with=None if run.tracker == "none" else [run.tracker], kwargs_handlers=handlers,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        cpu=args.cpu,
+        cpu=run.cpu,
     )
 
 
-def _load_data(args, cfg: HubConfig, plan: TrainPlan, acc):
+def _load_data(plan: TrainPlan, cfg: HubConfig, acc):
     """The dataset's spec, its two splits (limited as asked) and the label names of the plan's classes."""
     from . import data as D
 
-    spec = D.resolve_dataset(args.dataset, cfg, train_split=args.train_split, eval_split=args.eval_split,
-                             image_column=args.image_column, label_column=args.label_column,
-                             streaming=args.streaming)
+    spec = plan.dataset
     with acc.main_process_first():
         splits = D.load_splits(spec, cfg.eval.input_size)
     n = plan.num_classes
     if splits.num_classes and splits.num_classes != n:
         raise ValueError(f"dataset {spec.path} has {splits.num_classes} classes but {plan.num_classes_from} says "
                          f"{n}; pass --num-classes {splits.num_classes} to train a head of that size")
-    if args.limit_train or args.limit_eval:
+    if plan.limit_train or plan.limit_eval:
         if spec.streaming:
             raise ValueError("--limit-train/--limit-eval are for map-style datasets, not --streaming")
-        if args.limit_train:
-            splits.train = splits.train.select(range(min(args.limit_train, len(splits.train))))
-        if args.limit_eval:
-            splits.eval = splits.eval.select(range(min(args.limit_eval, len(splits.eval))))
+        if plan.limit_train:
+            splits.train = splits.train.select(range(min(plan.limit_train, len(splits.train))))
+        if plan.limit_eval:
+            splits.eval = splits.eval.select(range(min(plan.limit_eval, len(splits.eval))))
     label_names = splits.label_names if len(splits.label_names) == n else tuple(map(str, range(n)))
     return spec, splits, label_names
 
 
-def _init_from_checkpoint(model, cfg: HubConfig, checkpoint: str) -> None:
-    from resnet_hub.hub.convert import load_pretrained_backbone
+def _start_facts(plan: TrainPlan, spec, out: Path) -> tuple[dict, Optional[str]]:
+    """What the card says of the start and the data, without local paths: the --pretrained description,
+    base_model when known, and the dataset's name. A resume takes them from run.json (never re-reading the
+    starting weights)."""
+    from .pretrained import describe_dataset_name, read_json, source_facts
 
-    prefix = cfg.training.init_from.prefix if cfg.training.init_from else "backbone"
-    load_pretrained_backbone(model, checkpoint, cfg=cfg, prefix=prefix or "backbone")
+    if plan.run.resume:
+        saved = read_json(out / RUN_FILE).get("start")
+        if saved:
+            return saved, None
+    name, guessed = describe_dataset_name(plan.dataset_name, spec)
+    return {**source_facts(plan.pretrained), "dataset_name": name}, guessed
 
 
-def _build_model(cfg: HubConfig, plan: TrainPlan, *, resume: bool) -> torch.nn.Module:
-    """A fresh model of the plan's classes, from its init checkpoint unless resuming, with SyncBN if planned."""
-    try:
-        model = create_model(cfg, num_classes=plan.num_classes, drop_path_rate=plan.drop_path_rate,
-                             **plan.model_kwargs)
-    except (TypeError, ValueError, RuntimeError) as e:  # an argument the architecture does not take, or a bad value
-        raise ValueError(f"cannot build {cfg.name} with --model-kwargs {plan.model_kwargs} ({e})") from None
-    if plan.init_checkpoint and not resume:  # a resume loads every weight from its checkpoint
-        _init_from_checkpoint(model, cfg, plan.init_checkpoint)
+def _build_model(cfg: HubConfig, plan: TrainPlan, acc) -> torch.nn.Module:
+    """A fresh model of the plan's classes, from its pretrained weights unless resuming, with SyncBN if planned;
+    the first lines say what was loaded and what is new."""
+    def create(**kwargs):
+        try:
+            return create_model(cfg, num_classes=plan.num_classes, drop_path_rate=plan.drop_path_rate,
+                                **plan.model_kwargs, **kwargs)
+        except (TypeError, ValueError, RuntimeError) as e:  # an argument the architecture does not take, or a bad value
+            raise ValueError(f"cannot build {cfg.name} with --model-kwargs {plan.model_kwargs} ({e})") from None
+
+    if plan.pretrained and not plan.run.resume:  # a resume loads every weight from its checkpoint
+        from .pretrained import load_pretrained
+
+        model, lines = load_pretrained(create, plan.pretrained, cfg=cfg, num_classes=plan.num_classes)
+        for line in lines:
+            acc.print(line)
+    else:
+        model = create()
     if plan.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
 
-def _train_transform(decode_or_backend: str, training):
-    """The per-sample train transform of a backend ("uint8": resnet_hub.train.pipeline's torchvision decode
-    and uint8 tensor ops; "pil": timm/torchvision transforms on PIL images), or of the backend
-    ``augment.choose_backend`` picks for a ``--decode`` choice ("auto", "torchvision", "pil")."""
-    from .augment import choose_backend
-    from .pipeline import EncodedImageTransform
-    from .recipe import train_transform
-
-    backend = decode_or_backend
-    if backend not in ("uint8", "pil"):
-        backend = choose_backend(training.augmentation, "cpu", decode=decode_or_backend, on_device="off").backend
-    return EncodedImageTransform(training.augmentation) if backend == "uint8" else train_transform(training)
-
-
-def _train_batches(args, cfg: HubConfig, plan: TrainPlan, spec, splits, acc):
-    """The training split as per-step batches (``data.TrainBatches``): on the device, streamed, or a DataLoader."""
+def train_batches(plan: TrainPlan, spec, train_split, *, device, world_size: int = 1, rank: int = 0):
+    """What the trainer iterates for ``plan``: the training split as per-step batches (``data.TrainBatches``),
+    held and augmented on the device, streamed, or read by a DataLoader whose workers decode and augment each
+    batch (:class:`~resnet_hub.train.augment.TrainTransform`), with the ops of ``plan.recipe`` (the crop size
+    as run). The benchmarks time this object."""
     from . import data as D
+    from .augment import TrainTransform
 
-    t, world, rank = cfg.training, acc.num_processes, acc.process_index
+    t, workers = plan.recipe.training, plan.run.workers
     if plan.data_on_device:
         from .device_data import DeviceTrainBatches
 
-        return DeviceTrainBatches(cfg, splits.train, batch_size=plan.batch_size, image_column=spec.image_column,
-                                  label_column=spec.label_column, device=acc.device, world_size=world, rank=rank,
-                                  accumulation=plan.grad_accum, seed=args.seed)
-    train_tf = _train_transform(plan.augmentation, t)
+        return DeviceTrainBatches(t.augmentation, train_split, batch_size=plan.batch_size,
+                                  image_column=spec.image_column, label_column=spec.label_column, device=device,
+                                  world_size=world_size, rank=rank, accumulation=plan.grad_accum, seed=plan.seed)
+    transform = TrainTransform(t.augmentation)
     if spec.streaming:
         from .streaming import StreamBatches
 
-        return StreamBatches(splits.train, train_tf, spec.image_column, spec.label_column,
-                             batch_size=plan.batch_size, world_size=world, rank=rank, accumulation=plan.grad_accum,
-                             seed=args.seed, steps_per_epoch=args.steps_per_epoch, workers=args.workers,
-                             pin_memory=plan.pin_memory)
-    sampler = D.TrainBatchSampler(len(splits.train), plan.batch_size, world_size=world, rank=rank,
-                                  accumulation=plan.grad_accum, seed=args.seed,
+        return StreamBatches(train_split, transform, spec.image_column, spec.label_column,
+                             batch_size=plan.batch_size, world_size=world_size, rank=rank,
+                             accumulation=plan.grad_accum, seed=plan.seed, steps_per_epoch=plan.steps_per_epoch,
+                             workers=workers, pin_memory=plan.pin_memory)
+    sampler = D.TrainBatchSampler(len(train_split), plan.batch_size, world_size=world_size, rank=rank,
+                                  accumulation=plan.grad_accum, seed=plan.seed,
                                   repeats=t.sampler.num_repeats if t.sampler.type == "repeat_aug" else None)
-    images = D.LabeledImages(splits.train, train_tf, spec.image_column, spec.label_column, seed=args.seed)
-    return D.LoaderBatches(images, sampler, workers=args.workers, pin_memory=plan.pin_memory,
+    images = D.LabeledImages(train_split, transform, spec.image_column, spec.label_column, seed=plan.seed)
+    return D.LoaderBatches(images, sampler, workers=workers, pin_memory=plan.pin_memory,
                            persistent_workers=plan.persistent_workers)
 
 
-def _eval_loader(args, model, cfg: HubConfig, plan: TrainPlan, spec, splits):
+def _eval_loader(model, cfg: HubConfig, plan: TrainPlan, spec, splits):
     """The evaluation split in order, with the model's eval transform; ``prepare`` shards it."""
     from . import data as D
     from .recipe import eval_transform
 
     images = D.LabeledImages(splits.eval, eval_transform(model), spec.image_column, spec.label_column)
     shape = (3, cfg.eval.input_size, cfg.eval.input_size)
+    workers = plan.run.workers
     return torch.utils.data.DataLoader(images, batch_size=plan.eval_batch_size, shuffle=False,
-                                       num_workers=args.workers, pin_memory=plan.pin_memory,
-                                       persistent_workers=args.workers > 0, collate_fn=eval_collate(shape))
+                                       num_workers=workers, pin_memory=plan.pin_memory,
+                                       persistent_workers=workers > 0, collate_fn=eval_collate(shape))
 
 
 def _print_plan(acc, plan: TrainPlan, cfg: HubConfig, spec, splits, steps_per_epoch: int) -> None:
+    from .hyperparams import describe_optimizer, optional_float
+
     sizes = "? train / ? eval" if spec.streaming else f"{len(splits.train)} train / {len(splits.eval)} eval"
     acc.print(f"{cfg.name} on {spec.path} ({sizes} images, {plan.num_classes} classes): "
               + plan.summary(steps_per_epoch))
     acc.print(plan.lr_scaling)
+    t = cfg.training
+    acc.print(describe_optimizer(plan.opt, t.optimizer, plan.lr))
+    acc.print(f"lr schedule: {plan.sched_reason}: " + "; ".join(describe_phase(p) for p in plan.schedule))
+    mix = {a.type: a.alpha for a in t.batch_augments}
+    acc.print(f"input {plan.img_size} px; label smoothing {t.loss.label_smoothing:g}; mixup "
+              f"{mix.get('mixup', 0):g}, cutmix {mix.get('cutmix', 0):g}; clip-grad {optional_float(plan.clip_grad)}; "
+              f"model EMA {optional_float(plan.model_ema_decay if plan.model_ema else None)}")
     acc.print(f"augmentation: {plan.augmentation_reason}")
-    if plan.schedule_fitted:
-        acc.print(f"lr schedule fitted from the recipe's {plan.recipe_epochs} epochs to {plan.epochs}: "
-                  + "; ".join(describe_phase(p) for p in plan.schedule))
+
+
+def _say_image_sizes(acc, cfg: HubConfig, spec, splits) -> None:
+    """One line when the dataset's images are much larger than the crop: what the recipe does to them."""
+    from .imagesize import describe_image_fit, sample_image_sizes
+
+    if spec.streaming:
+        return
+    line = describe_image_fit(cfg, sample_image_sizes(splits.train, spec.image_column))
+    if line:
+        acc.print(line)
 
 
 def _resume(checkpoints: Checkpoints, step: TrainStep, steps_per_epoch: int, out: Path) -> RunState:
-    """The state of the latest complete checkpoint, loaded into the prepared model, optimizer and RNGs."""
-    latest = checkpoints.latest()
+    """The state of the newest intact checkpoint (newer damaged ones skipped, each named with why), loaded into
+    the prepared model, optimizer and RNGs."""
+    latest, skipped = checkpoints.intact()
+    for line in skipped:
+        step.accelerator.print(f"--resume: skipped checkpoint {line}", file=sys.stderr)
     if latest is None:
-        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}; pass --overwrite "
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise FileNotFoundError(f"--resume: no intact checkpoint in {out / 'checkpoints'}{why}; pass --overwrite "
                                 "instead to start this run again")
     saved = checkpoints.load(latest)
     state = RunState.from_checkpoint(saved)
@@ -401,12 +477,14 @@ def _resume(checkpoints: Checkpoints, step: TrainStep, steps_per_epoch: int, out
     return state
 
 
-def _provenance(plan: TrainPlan, args, splits, record: dict) -> dict:
-    """How the bundle of ``record``'s epoch was trained, for its card and weights' metadata."""
-    return {"trained_with": "resnet_hub.train", "dataset": splits.spec.path, "train_split": splits.spec.train_split,
-            "eval_split": splits.spec.eval_split, "epoch": record["epoch"], "epochs": plan.epochs,
-            "top1": round(record["top1"], 4), "top5": round(record["top5"], 4), "total_batch": plan.total_batch,
-            "processes": plan.world_size, "lr": plan.lr, "seed": args.seed, "precision": plan.precision}
+def _provenance(plan: TrainPlan, splits, record: dict, facts: dict) -> dict:
+    """How the bundle of ``record``'s epoch was trained, for its card and weights' metadata (no local paths)."""
+    return {"trained_with": "resnet_hub.train", "dataset": facts["dataset_name"],
+            "train_split": splits.spec.train_split, "eval_split": splits.spec.eval_split, "epoch": record["epoch"],
+            "epochs": plan.epochs, "top1": round(record["top1"], 4), "top5": round(record["top5"], 4),
+            "total_batch": plan.total_batch, "processes": plan.world_size, "lr": plan.lr, "seed": plan.seed,
+            "precision": plan.precision, "model_name": plan.model_name, "repo_id": plan.repo_id,
+            "plan": plan.settings(), "ema": plan.model_ema, **facts}
 
 
 def _farewell(acc, state: RunState, out: Path, stop: int) -> int:
@@ -423,9 +501,10 @@ def _farewell(acc, state: RunState, out: Path, stop: int) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The trainer's flags, in three groups: the data, the recipe's hyperparameters, the run."""
+    """The trainer's flags, in four groups: the data, the recipe's hyperparameters, fine-tuning, the run."""
     _add_data_arguments(parser.add_argument_group("data"))
     _add_recipe_arguments(parser.add_argument_group("recipe (default: the config's)"))
+    _add_fine_tune_arguments(parser.add_argument_group("fine-tuning, in timm's words (default: the config's recipe)"))
     _add_run_arguments(parser.add_argument_group("run"))
 
 
@@ -450,14 +529,16 @@ def _add_data_arguments(p) -> None:
                    help="evaluate on the first N images of the evaluation split only")
     p.add_argument("--num-classes", type=positive_int, default=None,
                    help="classifier size when the dataset's classes differ from the config's")
+    p.add_argument("--dataset-name", default=None,
+                   help="the dataset's name on the card (a Hub dataset id, e.g. ORG/NAME) for a local folder; "
+                        "default: the Hub id, or the folder's base name (never its path)")
+    p.add_argument("--img-size", type=positive_int, default=None,
+                   help="train crop and eval input size together, in pixels (default: the config's); eval and "
+                        "train resizes keep their ratio to it")
     p.add_argument("--bad-images", default="skip", choices=["skip", "error"],
                    help="unreadable images: drop and count them, or stop with an error")
     p.add_argument("--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1),
                    help="data loading worker processes per device")
-    p.add_argument("--decode", choices=("auto", "torchvision", "pil"), default="auto",
-                   help="training images: torchvision decode + uint8 tensor augmentation (resnet_hub.train.pipeline, "
-                        "measured faster in benchmarks/RESULTS.md) or PIL + timm/torchvision transforms; auto: "
-                        "torchvision where it implements the recipe (all but RandAugment)")
     p.add_argument("--data-on-device", choices=("auto", "on", "off"), default="auto",
                    help="hold the whole training split on the device as uint8 and augment it there in batches "
                         "(resnet_hub/device_data.py); auto: on CUDA for CIFAR-size images")
@@ -487,14 +568,54 @@ def _add_recipe_arguments(p) -> None:
                    help="stochastic depth (default: the recipe's)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="SyncBatchNorm across processes on CUDA (default: the recipe's)")
-    p.add_argument("--init-checkpoint", default=None,
-                   help="backbone weights to start from, path or URL (default: the recipe's init_from, e.g. CUB's "
-                        "ImageNet-21k model; 'none' for random init)")
+    p.add_argument("--pretrained", "--init-checkpoint", dest="pretrained", default=None,
+                   help="weights to start from: hub:NAME[@REV], hf-hub:ORG/REPO[@REV], local-dir:PATH, a bundle "
+                        "folder, a .safetensors file, or an mmpretrain .pth path or URL (backbone only); the head is "
+                        "new when --num-classes differs (default: the recipe's init_from, e.g. CUB's ImageNet-21k "
+                        "model; 'none' for random init)")
+    p.add_argument("--sha256", default=None,
+                   help="expected sha256 of an mmpretrain --pretrained file whose name does not end in -<8 hex>.pth")
+    p.add_argument("--no-verify", action="store_true",
+                   help="load an mmpretrain --pretrained file without checking its sha256")
     p.add_argument("--eval-batch-size", type=positive_int, default=None, help="images per device per eval batch")
 
 
+def _add_fine_tune_arguments(p) -> None:
+    from .hyperparams import OPT_CHOICES, SCHED_CHOICES
+
+    p.add_argument("--opt", choices=OPT_CHOICES, default=None,
+                   help="optimizer by timm's create_optimizer_v2 name (sgd and nesterov: SGD with Nesterov momentum; "
+                        "momentum: plain momentum SGD); another family than the recipe's needs --lr")
+    p.add_argument("--momentum", type=non_negative_float, default=None, help="SGD momentum (default: the recipe's)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=None, help="weight decay (default: the recipe's)")
+    p.add_argument("--sched", choices=SCHED_CHOICES, default=None,
+                   help="lr schedule: the recipe's, or cosine/step/multistep built for --epochs (default: the "
+                        "recipe's; cosine with a 5%% warmup when starting from --pretrained weights)")
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=None,
+                   help="linear warmup from 1%% of the lr, in epochs, per step (with --sched cosine/step/multistep)")
+    p.add_argument("--min-lr", type=non_negative_float, default=0.0, help="the lr cosine ends at (--sched cosine)")
+    p.add_argument("--decay-epochs", type=positive_int, default=30, help="--sched step: epochs between decays")
+    p.add_argument("--decay-milestones", type=positive_int, nargs="+", default=None,
+                   help="--sched multistep: the epochs the lr decays at (default: 1/2 and 3/4 of --epochs)")
+    p.add_argument("--decay-rate", type=positive_float, default=0.1, help="--sched step/multistep: lr factor")
+    p.add_argument("--smoothing", type=non_negative_float, default=None, help="label smoothing (default: the recipe's)")
+    p.add_argument("--mixup", type=non_negative_float, default=None,
+                   help="Mixup alpha (timm's Mixup; 0 turns it off; default: the recipe's)")
+    p.add_argument("--cutmix", type=non_negative_float, default=None,
+                   help="CutMix alpha (timm's Mixup; 0 turns it off; default: the recipe's)")
+    p.add_argument("--clip-grad", type=positive_float, default=None, help="clip the gradient norm to this value")
+    p.add_argument("--model-ema", action="store_true",
+                   help="keep timm's ModelEmaV3 of the weights; it is evaluated and exported (the bundle says so)")
+    p.add_argument("--model-ema-decay", type=positive_float, default=0.9998,
+                   help="EMA decay (timm's default), reached after a warmup (ModelEmaV3 use_warmup)")
+
 def _add_run_arguments(p) -> None:
     p.add_argument("--output-dir", default=None, help="run folder (default: runs/CONFIG)")
+    p.add_argument("--model-name", default=None,
+                   help="the trained bundle's own name, on its card (default: the output folder's name)")
+    p.add_argument("--repo-id", default=None,
+                   help="the bundle's Hub repo id, used by its card's snippets (default: NAMESPACE/MODEL_NAME, "
+                        "NAMESPACE from RESNET_HUB_NAMESPACE)")
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --output-dir")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in --output-dir (its checkpoints, metrics and final bundle) and "

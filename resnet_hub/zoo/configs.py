@@ -114,7 +114,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Optimizer:
-    type: Literal["sgd", "lamb"]
+    type: Literal["sgd", "adamw", "lamb"]  # adamw: the trainer's --opt, not an mmpretrain ResNet recipe
     lr: float
     weight_decay: float
     no_weight_decay: tuple[Literal["bias", "norm"], ...]
