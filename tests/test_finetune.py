@@ -134,3 +134,25 @@ def test_clip_grad_and_ema_follow_the_updates():
     ema, now, was = step.ema.module.state_dict()[key], model.state_dict()[key], start[key]
     assert not torch.equal(ema, now) and not torch.equal(ema, was)  # between the start and the weights now
     assert json.dumps(step.updates) == "3"
+
+
+def test_the_readme_fine_tune_commands_parse():
+    """Every `resnet-hub train` of the README's fine-tuning section is a command line the trainer takes."""
+    import argparse
+    import re
+    import shlex
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Fine-tune on your own images\n")
+    section = text[start:text.index("\n## ", start + 1)]
+    lines = " ".join(re.findall(r"```bash\n(.*?)```", section, flags=re.S)).replace("\\\n", " ").splitlines()
+    commands = [shlex.split(line, comments=True) for line in lines]
+    trains = [argv[2:] for argv in commands if argv[:2] == ["resnet-hub", "train"]]
+    assert trains
+    parser = argparse.ArgumentParser()
+    trainer.add_arguments(parser)
+    for argv in trains:
+        args = parser.parse_args(argv)
+        assert args.pretrained and args.img_size

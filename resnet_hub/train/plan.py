@@ -274,7 +274,7 @@ def describe_phase(p) -> str:
     if p.type == "linear":
         extra = f"x{p.start_factor:g}->x{p.end_factor:g}"
     elif p.type == "cosine":
-        extra = f"to {p.eta_min:g} over {p.t_max:g}"
+        extra = f"to {p.eta_min:g} (period {p.t_max:g} epochs)"
     else:
         extra = f"milestones {list(p.milestones or ())} gamma {p.gamma:g}"
     return f"{p.type} {extra} over epochs [{p.begin:g}, {p.end:g})"
