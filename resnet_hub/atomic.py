@@ -14,8 +14,8 @@ A folder is swapped in one step where the filesystem can exchange two names (Lin
 old folder or the new one, never a mix, and a kill -9 at any point leaves one of them whole.
 Elsewhere it takes two renames, ``r18`` -> ``.r18.old`` then the new one -> ``r18``; a kill
 between them leaves the old folder whole as ``.r18.old``, which :func:`recover_dir` (called by the
-next :func:`replacing_dir` on that folder and by resnet_hub's bundle readers) moves back. A writer
-killed before the swap leaves a ``.r18.<random>.tmp`` folder beside it, and the old folder as it was.
+next :func:`replacing_dir` on that folder) moves back. A writer killed before the swap leaves a
+``.r18.<random>.tmp`` folder beside it, and the old folder as it was.
 """
 from __future__ import annotations
 

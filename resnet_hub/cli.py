@@ -42,7 +42,7 @@ _FORMATTER = HelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = commands.ArgumentParser(  # its error line scrubs tokens, as every subcommand's does
         prog="resnet-hub", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="mmpretrain's ResNet zoo as timm models, with weights on the Hugging Face Hub.",
         epilog="Run 'resnet-hub COMMAND --help' for a command's options.")

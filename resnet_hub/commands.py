@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -19,6 +21,19 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, 
 
 class CommandError(Exception):
     """An error whose message is the whole story for the user."""
+
+
+# a Hugging Face token (hf_ and 30-odd letters; shorter ones are scrubbed too, a typo is still a secret)
+_TOKEN = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{4,}")
+
+
+def redact(message: str) -> str:
+    """``message`` with anything that looks like a Hugging Face token, and ``$HF_TOKEN``'s value, replaced by
+    ``hf_***``: an error line may quote what the user typed, and a token typed in the wrong place is still secret."""
+    secret = os.environ.get("HF_TOKEN")
+    if secret and len(secret) >= 8:
+        message = message.replace(secret, "hf_***")
+    return _TOKEN.sub("hf_***", message)
 
 
 # argparse ``type=`` functions for numbers: "not given" is the flag's default (None where the value
@@ -65,7 +80,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with the commands' error format: one line, ``error: ...``, exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {redact(' '.join(message.split()))} (see {self.prog} --help)\n")
 
 
 def call(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -76,7 +91,7 @@ def call(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
         return 130
     except (CommandError, *USER_ERRORS) as e:
         message = " ".join(str(e).split()) or type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {redact(message)}", file=sys.stderr)
         return 1
 
 

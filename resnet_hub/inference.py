@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import sys
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -37,7 +38,8 @@ from .commands import positive_int
 from .numerics import native_bf16, normalize
 from .zoo.names import parse_model_name
 
-__all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "eval_transform",
+__all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "check_weights_file",
+           "check_device", "eval_transform",
            "preprocess", "resolve_precision", "PRECISIONS", "add_arguments", "run"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -54,27 +56,75 @@ def get_model(name: str, pretrained: Union[bool, str, os.PathLike] = False,
     weights) or the path of a weights file (``.safetensors``, or a ``.pth`` read with
     ``weights_only=True``). ``kwargs`` go to ``timm.create_model`` (``num_classes=``, ...).
     """
-    name = parse_model_name(name).text  # unknown names, and local-dir: folders that are not bundles, fail here
+    parsed = parse_model_name(name)  # unknown names, and local-dir: folders that are not bundles, fail here
+    name = parsed.text
+    if parsed.kind == "local-dir" and pretrained is True:
+        from .hub.bundle import check_loadable
+
+        check_loadable(parsed.path)  # a tampered or broken bundle: one clear error, before timm reads it
     if isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no weights file {path}")
+        check_weights_file(path)
         kwargs["pretrained_cfg_overlay"] = dict(kwargs.get("pretrained_cfg_overlay") or {}, file=str(path))
         pretrained = True
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
     try:
         model = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
-    except RuntimeError as e:
-        if "Unknown model" in str(e):  # e.g. a local-dir: config naming an unregistered architecture
-            raise ValueError(f"{name}: {e}") from None
-        raise
+    except RuntimeError as e:  # an unregistered architecture, or weights that do not fit it
+        from .hub.checkpoint_io import torch_load_reason
+
+        raise ValueError(f"{name}: {torch_load_reason(e)}") from None
     except (EntryNotFoundError, HfHubHTTPError) as e:  # offline, no such repo or file: say which model
         raise ConnectionError(f"cannot get the weights of {name} from the Hugging Face Hub "
                               f"({type(e).__name__}): {e}") from None
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def check_weights_file(path: Path) -> None:
+    """``path`` is a weights file timm can read safely: safetensors, or a torch checkpoint of tensors only
+    (read by :mod:`resnet_hub.hub.checkpoint_io`, ``weights_only=True``); else one ``ValueError`` naming it."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if path.suffix == ".safetensors" or head[8:9] == b"{":  # safetensors: 8-byte header length, then JSON
+        from safetensors import SafetensorError, safe_open
+
+        if path.suffix != ".safetensors":  # timm goes by the name, and would unpickle it
+            raise ValueError(f"{path} holds safetensors data: name it .safetensors to load it")
+
+        try:
+            with safe_open(str(path), "pt") as weights:
+                weights.keys()
+        except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())})") from None
+        return
+    from .hub.checkpoint_io import load_checkpoint
+
+    load_checkpoint(path, verify=False)  # the user's own file: no hash to check, but never unpickled unsafely
+
+
+def check_device(text: Optional[str]) -> Optional[torch.device]:
+    """The torch device ``--device`` names, present on this machine; ``ValueError`` with the choices otherwise."""
+    if text is None:
+        return None
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {text} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if device.type == "cpu":
+        return device
+    backend = getattr(torch, device.type, None)
+    count = backend.device_count() if backend is not None and hasattr(backend, "device_count") else 0
+    if device.type == "mps" and torch.backends.mps.is_available():
+        count = 1
+    if count == 0 or (device.index or 0) >= count:
+        raise ValueError(f"--device {text}: this machine has {count or 'no'} {device.type} device(s)"
+                         + ("; use --device cpu" if count == 0 else ""))
+    return device
 
 
 def load_image(image: ImageInput) -> Image.Image:
@@ -89,9 +139,16 @@ def load_image(image: ImageInput) -> Image.Image:
         if not path.is_file():
             raise FileNotFoundError(f"no such image file: {path}" + (" (a directory)" if path.is_dir() else ""))
         try:
-            with Image.open(path) as opened:
-                opened.load()
-                img = ImageOps.exif_transpose(opened)
+            with warnings.catch_warnings():
+                # PIL warns past Image.MAX_IMAGE_PIXELS (89 M pixels, 268 MB as RGB) and refuses past twice that:
+                # both are refused here, before the pixels are decoded
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as opened:
+                    opened.load()
+                    img = ImageOps.exif_transpose(opened)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+            raise ValueError(f"{path} is too large to decode ({' '.join(str(e).split())}; the limit is PIL's "
+                             "Image.MAX_IMAGE_PIXELS)") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ValueError(f"{path} is not an image that can be read: {e}") from None
     elif isinstance(image, Image.Image):
@@ -372,22 +429,40 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:  # before any download
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
-    inferencer = ImageClassificationInferencer(get_model(args.model, pretrained=pretrained), device=args.device,
+    device = check_device(args.device)
+    inferencer = ImageClassificationInferencer(get_model(args.model, pretrained=pretrained), device=device,
                                                precision=args.precision)
     if args.precision == "auto":  # what auto chose and why, on stderr: stdout stays one line (or JSON) per image
         why = native_bf16(inferencer.device)
         print(f"precision auto -> {inferencer.precision}: " +
               (f"native bf16 ({why})" if why else f"this {inferencer.device.type} has no native bf16"), file=sys.stderr)
-    results = inferencer(paths, topk=args.topk, batch_size=args.batch_size)
-    for path, result in zip(paths, results, strict=True):
-        result.pop("pred_scores")
-        if args.json:
-            print(json.dumps(dict(image=str(path), **result)))
-            continue
-        print(f"{path}: {_label_text(result)}  {result['pred_score']:.4f}")
-        for entry in result["topk"][1:]:
-            print(f"    {entry['score']:.4f}  {_label_text(entry)}")
-    return 0
+    failed = 0
+    for start in range(0, len(paths), args.batch_size):
+        # each image read on its own: one that cannot be read is one line, the others still get their result
+        batch = []
+        for path in paths[start:start + args.batch_size]:
+            try:
+                batch.append((path, load_image(path)))
+            except ValueError as e:
+                failed += 1
+                print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        if batch:
+            results = inferencer([img for _, img in batch], topk=args.topk, batch_size=args.batch_size)
+            for (path, _), result in zip(batch, results, strict=True):
+                _print_result(path, result, args.json)
+    if failed and len(paths) > 1:
+        print(f"error: {failed} of {len(paths)} image(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _print_result(path, result: dict, as_json: bool) -> None:
+    result.pop("pred_scores")
+    if as_json:
+        print(json.dumps(dict(image=str(path), **result)), flush=True)
+        return
+    print(f"{path}: {_label_text(result)}  {result['pred_score']:.4f}", flush=True)
+    for entry in result["topk"][1:]:
+        print(f"    {entry['score']:.4f}  {_label_text(entry)}")
 
 
 def _label_text(entry: dict) -> str:

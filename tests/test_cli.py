@@ -22,7 +22,7 @@ def cache_home(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def own_cache(cache_home, monkeypatch):
-    """A fresh complexity cache for this module, shared by its tests (measuring all 22 takes seconds)."""
+    """A fresh complexity cache for this module, shared by its tests (measuring every config takes seconds)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
 
 
@@ -302,7 +302,8 @@ def test_every_numeric_flag_checks_its_range(command):
     (["train", "--config", CIFAR, "--batch-size", "0"], "--batch-size", "must be at least 1, got 0"),
     (["train", "--config", CIFAR, "--grad-accum", "-2"], "--grad-accum", "must be at least 1, got -2"),
     (["train", "--config", CIFAR, "--lr", "0"], "--lr", "must be greater than 0, got 0"),
-    (["train", "--config", CIFAR, "--lr", "nan"], "--lr", "must be greater than 0, got nan"),
+    (["train", "--config", CIFAR, "--lr", "nan"], "--lr", "must be a finite number, got nan"),
+    (["train", "--config", CIFAR, "--lr", "inf"], "--lr", "must be a finite number, got inf"),
     (["train", "--config", CIFAR, "--workers", "-1"], "--workers", "must be at least 0, got -1"),
     (["train", "--config", CIFAR, "--checkpoint-steps", "0"], "--checkpoint-steps", "must be at least 1"),
     (["train", "--config", CIFAR, "--keep", "0"], "--keep", "must be at least 1, got 0"),

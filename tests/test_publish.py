@@ -580,7 +580,8 @@ def logged_out(monkeypatch, tmp_path):
 def test_no_token_is_a_clear_error(logged_out, bundle, capsys, monkeypatch):
     monkeypatch.setattr(push, "HfApi", lambda **kw: pytest.fail("HfApi constructed without a token"))
     rc, out, err = _push(capsys, bundle, "--repo-id", "someone/x")
-    assert rc == 1 and err == "error: no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was pushed)\n"
+    assert rc == 1 and err == ("error: no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login` "
+                               "(nothing was pushed)\n")
 
 
 def test_saved_login_is_used(hub, logged_out, ns, bundle, capsys, caplog):
@@ -590,6 +591,17 @@ def test_saved_login_is_used(hub, logged_out, ns, bundle, capsys, caplog):
     assert rc == 0, err
     _assert_holds(hub, f"{ns}/x", bundle)
     _no_token_anywhere(out, err, caplog)
+
+
+def test_token_flag_is_used_as_hf_upload_takes_it(hub, logged_out, ns, bundle, capsys, caplog):
+    """Issue 22 case 8: --token is accepted (it was "unrecognized arguments: --token hf_..." before) and never shown."""
+    rc, out, err = _push(capsys, bundle, "--repo-id", f"{ns}/x", "--token", TOKEN)
+    assert rc == 0, err
+    _assert_holds(hub, f"{ns}/x", bundle)
+    _no_token_anywhere(out, err, caplog)
+    rc, out, err = _push(capsys, bundle, "--repo-id", f"{ns}/y", "--token", TOKEN[:-1] + "x")
+    assert rc == 1 and "the Hub refused the token (401" in err
+    _no_token_anywhere(out, err, caplog, token=TOKEN[:-1] + "x")
 
 
 def test_unreachable_hub_with_the_real_client(bundle, capsys, caplog, monkeypatch):

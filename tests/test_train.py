@@ -156,19 +156,38 @@ def _parse(module, argv):
     return parser.parse_args(argv)
 
 
-def test_missing_checkpoint_piece_is_an_error(tmp_path, uninterrupted, capsys):
+def test_resume_skips_damaged_checkpoints_naming_each(tmp_path, uninterrupted, capsys):
+    """Issue 22 case 5: --resume verifies the latest checkpoint against the sizes and sha256 it recorded and
+    falls back to the newest intact one, saying which it skipped and why; with none intact, one line."""
     import shutil
 
     from resnet_hub import commands, train
 
+    argv = [*TINY_RUN, "--epochs", "2", "--resume", "--output-dir"]
+    broken = tmp_path / "broken"
+    shutil.copytree(uninterrupted, broken)
+    first, latest = checkpoints(broken)
+    (latest / "random_states_0.pkl").unlink()
+    state = first / "trainer_state.json"
+    state.write_text(state.read_text()[:40])
+    code = commands.main(train.add_arguments, train.run, "train", [*argv, str(broken)])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 3, err  # two skipped, one error
+    assert "error: --resume: no intact checkpoint in " in err and "step-000000024: missing random_states_0.pkl" in err
+    assert "step-000000012: trainer_state.json is 40 bytes, " in err and "when it was saved (cut short" in err
+    assert checkpoints(broken) == [first, latest]  # nothing deleted
+
     out = tmp_path / "run"
     shutil.copytree(uninterrupted, out)
-    (checkpoints(out)[-1] / "random_states_0.pkl").unlink()
-    code = commands.main(train.add_arguments, train.run, "train", [*TINY_RUN, "--epochs", "3", "--output-dir",
-                                                                    str(out), "--resume"])
-    err = capsys.readouterr().err
-    assert code == 1 and "incomplete" in err and "random_states_0.pkl" in err
-    assert len(checkpoints(out)) == 2  # nothing deleted
+    first, latest = checkpoints(out)
+    data = (latest / "model.safetensors").read_bytes()
+    (latest / "model.safetensors").write_bytes(data[:len(data) // 2])
+    result = _ok(script("train", [*argv, str(out)]))  # threads as the uninterrupted run's: bit-equal results
+    assert f"--resume: skipped checkpoint step-000000024: model.safetensors is {len(data) // 2} bytes" in result.stderr
+    assert "resumed from step-000000012: epoch 1, step 0/12" in result.stdout
+    # epoch 2 trained again from the intact checkpoint: the uninterrupted run's weights, bit for bit
+    want, got = weights(checkpoints(uninterrupted)[-1]), weights(checkpoints(out)[-1])
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 
 def test_output_dir_of_another_run_is_refused(tmp_path, uninterrupted, capsys):

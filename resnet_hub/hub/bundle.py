@@ -207,15 +207,73 @@ def _check_files(d: Path) -> None:
         raise ValueError(f"{d}: {_names(extra)} is not part of a bundle, which holds exactly {', '.join(BUNDLE_FILES)}")
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def _read_config(path: Path, *, strict: bool = True) -> dict[str, Any]:
+    """config.json as a dict; ``strict``: with every field our bundles write (``model_args``, ``label_names``),
+    else with what timm's loader needs (a bundle saved by plain timm may lack those two)."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-    kinds = {"architecture": str, "num_classes": int, "model_args": dict, "pretrained_cfg": dict, "label_names": list}
+    kinds = {"architecture": str, "num_classes": int, "pretrained_cfg": dict, "model_args": dict, "label_names": list}
     for key, kind in kinds.items():
-        if not isinstance(config, dict) or not isinstance(config.get(key), kind):
+        if not isinstance(config, dict) or not isinstance(config.get(key, None if strict else kind()), kind):
             raise ValueError(f"{path}: field {key!r} is missing or not a {kind.__name__}; not timm's Hub config format")
+    return config
+
+
+# the largest eval input side a bundle may ask for: 2048x2048 RGB is 48 MiB a float32 image (mmpretrain's
+# ResNets use 224-384); a tampered 6000 would make predict allocate tens of GB
+MAX_INPUT_SIDE = 2048
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
+
+
+def check_preprocessing(path: Path, config: Mapping[str, Any]) -> None:
+    """The eval preprocessing config.json asks for is one a model can run: ``num_classes`` >= 1, label names one
+    per class (or none), ``input_size`` [C, H, W] within :data:`MAX_INPUT_SIDE`, finite mean and std > 0 per
+    channel, ``crop_pct`` in (0, 1], a known interpolation. Raises ``ValueError`` naming the field."""
+    import math
+
+    def bad(field: str, value: Any, want: str) -> ValueError:
+        return ValueError(f"{path}: {field} {value!r} is not {want}")
+
+    n, labels, cfg = config["num_classes"], config.get("label_names") or [], config["pretrained_cfg"]
+    if n < 1:
+        raise bad("num_classes", n, "a positive number of classes")
+    if len(labels) not in (0, n) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"{path}: label_names holds {len(labels)} names for {n} classes (one string a class)")
+    for key in ("input_size", "test_input_size"):
+        size = cfg.get(key)
+        if key in cfg and not (isinstance(size, list) and len(size) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in size) and 1 <= size[0] <= 4
+                and all(8 <= v <= MAX_INPUT_SIDE for v in size[1:])):
+            raise bad(f"pretrained_cfg.{key}", size, f"[C, H, W] with C in 1..4 and H, W in 8..{MAX_INPUT_SIDE}")
+    channels = cfg.get("input_size", [3])[0]
+    for key in ("mean", "std"):
+        v = cfg.get(key)
+        if not (isinstance(v, list) and len(v) == channels and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                and (key == "mean" or all(x > 0 for x in v))):
+            raise bad(f"pretrained_cfg.{key}", v, f"{channels} finite numbers" + (" above 0" if key == "std" else ""))
+    crop = cfg.get("crop_pct", 1.0)
+    if not (isinstance(crop, (int, float)) and 0 < crop <= 1):
+        raise bad("pretrained_cfg.crop_pct", crop, "a fraction in (0, 1]")
+    if cfg.get("interpolation", "bilinear") not in INTERPOLATIONS:
+        raise bad("pretrained_cfg.interpolation", cfg.get("interpolation"), f"one of {', '.join(INTERPOLATIONS)}")
+
+
+def check_loadable(bundle_dir: str | os.PathLike) -> dict[str, Any]:
+    """What loading a bundle folder needs, checked before timm loads it (``predict``, ``eval``, ``export``):
+    config.json in timm's format with sane preprocessing (:func:`check_preprocessing`), and
+    model.safetensors readable, finite and loading strictly into the architecture it names. Returns the
+    config; raises ``FileNotFoundError``/``ValueError`` naming the file. :func:`validate_bundle` checks these
+    and more (exact files, transformers, the card) before a push."""
+    d = Path(bundle_dir)
+    config = _read_config(d / CONFIG, strict=False)
+    check_preprocessing(d / CONFIG, config)
+    if not (d / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{d}: no {WEIGHTS} (a bundle holds {', '.join(BUNDLE_FILES)})")
+    state, _ = _read_weights(d / WEIGHTS)
+    _check_weights_fit(d, config, state)
     return config
 
 
@@ -233,7 +291,7 @@ def _check_weights_fit(d: Path, config: Mapping[str, Any], state: Mapping[str, t
     """The weights load strictly into the architecture config.json describes (built on the meta device)."""
     import timm
 
-    args = dict(config["model_args"])
+    args = dict(config.get("model_args") or {})
     if args.get("num_classes", config["num_classes"]) != config["num_classes"]:
         raise ValueError(f"{d / CONFIG}: num_classes {config['num_classes']} but model_args.num_classes "
                          f"{args['num_classes']}")
@@ -243,7 +301,7 @@ def _check_weights_fit(d: Path, config: Mapping[str, Any], state: Mapping[str, t
             model = timm.create_model(config["architecture"], pretrained=False, **args)
     except (RuntimeError, TypeError, ValueError) as e:
         raise ValueError(f"{d / CONFIG}: timm cannot build architecture {config['architecture']!r} with "
-                         f"model_args {config['model_args']} ({e})") from None
+                         f"model_args {config.get('model_args') or {}} ({' '.join(str(e).split())})") from None
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state), set(state) - set(expected)
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
@@ -308,8 +366,9 @@ def validate_bundle(bundle_dir: str | os.PathLike) -> Bundle:
     Exactly :data:`BUNDLE_FILES` (no pickle, nothing else); config.json in timm's Hub format;
     model.safetensors readable, finite, and loading strictly into the architecture config.json
     names, built on the meta device with its ``model_args`` and ``num_classes``; config.json that
-    transformers' TimmWrapper loads too (:func:`transformers_problems`); README.md with
-    metadata huggingface_hub parses. Raises ``FileNotFoundError``/``ValueError`` naming the file.
+    transformers' TimmWrapper loads too (:func:`transformers_problems`); preprocessing a model can
+    run (:func:`check_preprocessing`); README.md with metadata huggingface_hub parses. Raises
+    ``FileNotFoundError``/``ValueError`` naming the file.
     """
     d = Path(bundle_dir)
     if not d.is_dir():
@@ -320,6 +379,7 @@ def validate_bundle(bundle_dir: str | os.PathLike) -> Bundle:
     _check_weights_fit(d, config, state)
     del state
     _check_transformers(d / CONFIG, config)
+    check_preprocessing(d / CONFIG, config)
     _check_card(d / CARD)
     files = tuple(BundleFile(n, d / n, (d / n).stat().st_size, sha256_file(d / n)) for n in BUNDLE_FILES)
     return Bundle(path=d, architecture=config["architecture"], num_classes=config["num_classes"],

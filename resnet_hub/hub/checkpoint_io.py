@@ -30,7 +30,7 @@ from resnet_hub.zoo.configs import HubConfig
 
 __all__ = [
     "CACHE_ENV", "ALLOW_NUMPY_FLAG", "LoadedCheckpoint", "cache_dir", "name_hash_prefix",
-    "expected_hashes", "fetch", "load_checkpoint", "numpy_safe_globals",
+    "expected_hashes", "fetch", "load_checkpoint", "numpy_safe_globals", "torch_load_reason",
 ]
 
 CACHE_ENV = "RESNET_HUB_CACHE"
@@ -84,7 +84,7 @@ def expected_hashes(source: str, *, sha256: Optional[str] = None, cfg: Optional[
     prefix = name_hash_prefix(name)
     if prefix:
         found[f"the file name {name}"] = prefix
-    if cfg is not None and cfg.checkpoint.sha256 and name == cfg.checkpoint.file_name:
+    if cfg is not None and cfg.checkpoint is not None and cfg.checkpoint.sha256 and name == cfg.checkpoint.file_name:
         found[f"hub_configs/{cfg.name}.yaml"] = cfg.checkpoint.sha256
     if sha256 is not None:
         value = sha256.strip().lower()
@@ -193,16 +193,30 @@ def _load(path: Path, allow_numpy: bool) -> Any:
             if offending:
                 raise _refuse(path, sorted(offending))
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on pickle protocols says nothing a user can act on
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                return torch.load(path, map_location="cpu", weights_only=True)
         except UnpicklingError as e:
             # the legacy (non-zip) format: torch names the first offending global only
             found = re.findall(r"GLOBAL ([\w.]+)", str(e))
             if found:
                 raise _refuse(path, found) from None
-            raise ValueError(f"{path} is not a readable torch checkpoint: {' '.join(str(e).split())[:300]}") from None
+            raise ValueError(f"{path} is not a torch checkpoint of tensors ({torch_load_reason(e)}); resnet_hub reads "
+                             "checkpoints with weights_only=True only, as anything more could run code") from None
         except (RuntimeError, EOFError, ValueError, OSError) as e:
             raise ValueError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): "
-                             f"{' '.join(str(e).split())[:300]}") from None
+                             f"{torch_load_reason(e)}") from None
+
+
+def torch_load_reason(error: BaseException) -> str:
+    """torch.load's reason in one short line, without its advice to retry with weights_only=False (which
+    would run whatever code the file holds: this project never does)."""
+    text = str(error)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|Check the documentation|$)", text, re.S)
+    if found:
+        text = found.group(1)
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if "weights_only" not in x]
+    return " ".join(sentences)[:300] or type(error).__name__
 
 
 def load_checkpoint(source: str | os.PathLike, *, sha256: Optional[str] = None, verify: bool = True,

@@ -13,7 +13,7 @@ ends the command with one line naming the repo, the step and the reason, and exi
 commit is the last step, so the Hub holds all of a bundle or none of it, and the same command
 run again completes. With ``--all`` the line also says which repos were pushed and which not.
 
-The token (``HF_TOKEN`` or the saved ``hf auth login``) goes to one ``HfApi`` client and nowhere
+The token (``--token``, ``HF_TOKEN`` or the saved ``hf auth login``) goes to one ``HfApi`` client and nowhere
 else: it is never printed, logged or written, and is scrubbed from any error message.
 """
 from __future__ import annotations
@@ -250,6 +250,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="check the bundles and print the plan (repo, files, sizes, sha256); no network")
     parser.add_argument("--overwrite-card", action="store_true",
                         help="replace a README.md on the Hub that differs from the bundle's (default: keep it)")
+    parser.add_argument("--token", metavar="TOKEN",
+                        help="Hugging Face write token, as `hf upload --token` (default: HF_TOKEN or the one saved by "
+                             "`hf auth login`); never printed")
     parser.add_argument("--collection", metavar="TITLE",
                         help="also add every pushed repo to the Hub collection TITLE in their namespace")
 
@@ -259,9 +262,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_plan(plans, args)
         return 0
-    token = get_token()
+    token = args.token or get_token()
     if not token:
-        raise CommandError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was pushed)")
+        raise CommandError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login` (nothing was "
+                           "pushed)")
     api = HfApi(token=token, library_name="resnet_hub", library_version=__version__)
     with _quiet_client():
         _push_all(api, plans, args, token)

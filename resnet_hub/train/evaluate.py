@@ -53,14 +53,20 @@ def check_model_name(name: str) -> None:
     import resnet_hub  # noqa: F401  (registers the zoo and the hub: prefix)
     from resnet_hub.zoo.names import parse_model_name
 
-    parse_model_name(name)
+    parsed = parse_model_name(name)
+    if parsed.kind == "local-dir":  # a tampered or broken bundle, before anything reads its metadata
+        from resnet_hub.hub.bundle import check_loadable
+
+        check_loadable(parsed.path)
 
 
 def create_pretrained(name: str):
-    import timm
+    """The model ``name`` with its weights, loaded as ``predict`` loads it: a ``local-dir:`` bundle is checked
+    first (:func:`resnet_hub.hub.bundle.check_loadable`), every failure is one clear error."""
+    from resnet_hub.inference import get_model
 
     check_model_name(name)
-    return timm.create_model(name, pretrained=True)
+    return get_model(name, pretrained=True)
 
 
 def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers: int = 0,

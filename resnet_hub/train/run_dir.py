@@ -7,7 +7,9 @@
 
 A folder holding another run (a different ``run.json``) or other files is refused. Checkpoints are
 written into ``checkpoints/.tmp-*`` and renamed into place when complete, so a crash during a save
-leaves the last complete one usable; older ones are pruned only after.
+leaves the last complete one usable; older ones are pruned only after. Each records the size and
+sha256 of its files in ``manifest.json`` when complete; a resume verifies the newest and falls back
+to the newest intact one, naming each one it skipped and why.
 """
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ from pathlib import Path
 from typing import Optional
 
 from resnet_hub.atomic import replacing, write_json
+from resnet_hub.hashing import sha256_file
 
 __all__ = ["RunState", "Checkpoints", "run_identity", "claim_output_dir", "write_metrics", "export_bundle",
-           "software_versions", "OutputDirLock", "RUN_FILE", "METRICS", "CURVES", "TRAINER_STATE"]
+           "software_versions", "OutputDirLock", "RUN_FILE", "MANIFEST", "METRICS", "CURVES", "TRAINER_STATE"]
 
 TRAINER_STATE = "trainer_state.json"
+MANIFEST = "manifest.json"
 RUN_FILE = "run.json"
 METRICS = "metrics.json"
 CURVES = "curves.png"
@@ -237,6 +241,7 @@ class Checkpoints:
             missing = self.missing(tmp)
             if missing:
                 raise RuntimeError(f"checkpoint {tmp} is missing {', '.join(missing)} after save_state")
+            write_json(tmp / MANIFEST, _manifest(tmp))
             if final.exists():  # the same update saved twice (step interval at an epoch's end)
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -246,14 +251,62 @@ class Checkpoints:
         acc.wait_for_everyone()
         return final
 
-    def load(self, folder: Path) -> dict:
+    def problem(self, folder: Path) -> Optional[str]:
+        """Why ``folder`` cannot be resumed from (a file missing, cut short or changed since it was saved), or None."""
         missing = self.missing(folder)
         if missing:
-            raise ValueError(f"checkpoint {folder} is incomplete: missing {', '.join(missing)} (written by "
-                             f"{self.accelerator.num_processes} process(es)"
-                             f"{' with fp16' if self.accelerator.scaler is not None else ''}?)")
-        self.accelerator.load_state(str(folder))
-        return json.loads((folder / TRAINER_STATE).read_text())
+            return (f"missing {', '.join(missing)} (written by {self.accelerator.num_processes} process(es)"
+                    f"{' with fp16' if self.accelerator.scaler is not None else ''}?)")
+        try:
+            recorded = json.loads((folder / MANIFEST).read_text())
+            items = sorted(recorded.items())
+        except FileNotFoundError:
+            return f"no {MANIFEST} (its save did not complete)"
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+            return f"{MANIFEST} is unreadable ({' '.join(str(e).split())})"
+        for name, want in items:
+            path = folder / name
+            if not path.is_file():
+                return f"{name} is missing"
+            size = path.stat().st_size
+            if size != want.get("size"):
+                return f"{name} is {size} bytes, {want.get('size')} when it was saved (cut short or changed)"
+            if sha256_file(path) != want.get("sha256"):
+                return f"{name} has changed since it was saved (sha256 differs)"
+        return None
+
+    def intact(self) -> tuple[Optional[Path], list[str]]:
+        """The newest checkpoint that verifies, and a line for each newer one skipped (name: why)."""
+        skipped = []
+        for folder in reversed(self.complete()):
+            why = self.problem(folder)
+            if why is None:
+                return folder, skipped
+            skipped.append(f"{folder.name}: {why}")
+        return None, skipped
+
+    def load(self, folder: Path) -> dict:
+        why = self.problem(folder)
+        if why is not None:
+            raise ValueError(f"checkpoint {folder} cannot be resumed from: {why}")
+        state_file = folder / TRAINER_STATE
+        try:
+            saved = json.loads(state_file.read_text())
+            RunState.from_checkpoint(saved)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{state_file}: not a readable trainer state ({' '.join(str(e).split())})") from None
+        try:
+            self.accelerator.load_state(str(folder))
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError) as e:
+            raise ValueError(f"checkpoint {folder} does not load into this run ({' '.join(str(e).split())[:300]})"
+                             ) from None
+        return saved
+
+
+def _manifest(folder: Path) -> dict:
+    """Each file under ``folder``: its size and sha256, for :meth:`Checkpoints.problem` to verify at resume."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in files}
 
 
 def _fsync_dir(path: Path) -> None:

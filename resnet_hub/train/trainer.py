@@ -457,10 +457,14 @@ def _say_image_sizes(acc, cfg: HubConfig, spec, splits) -> None:
 
 
 def _resume(checkpoints: Checkpoints, step: TrainStep, steps_per_epoch: int, out: Path) -> RunState:
-    """The state of the latest complete checkpoint, loaded into the prepared model, optimizer and RNGs."""
-    latest = checkpoints.latest()
+    """The state of the newest intact checkpoint (newer damaged ones skipped, each named with why), loaded into
+    the prepared model, optimizer and RNGs."""
+    latest, skipped = checkpoints.intact()
+    for line in skipped:
+        step.accelerator.print(f"--resume: skipped checkpoint {line}", file=sys.stderr)
     if latest is None:
-        raise FileNotFoundError(f"--resume: no complete checkpoint in {out / 'checkpoints'}; pass --overwrite "
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise FileNotFoundError(f"--resume: no intact checkpoint in {out / 'checkpoints'}{why}; pass --overwrite "
                                 "instead to start this run again")
     saved = checkpoints.load(latest)
     state = RunState.from_checkpoint(saved)
