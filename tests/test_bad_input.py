@@ -197,3 +197,62 @@ def test_unreadable_training_image_is_counted_by_the_trainers_loader(tmp_path):
         assert batch["labels"].tolist() == ([0, 1] if locked_readable else [0]), batch["bad"]
         assert len(batch["bad"]) == 3 - len(batch["labels"]) and "row 2: " in batch["bad"][-1]
         assert "gone.png" in batch["bad"][-1] and (locked_readable or "locked.png" in batch["bad"][0])
+
+
+def _folder(root: Path, layout: dict[str, dict[str, int]]) -> Path:
+    rng = np.random.default_rng(0)
+    for split, classes in layout.items():
+        for cls, n in classes.items():
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("layout, needle", [
+    ({"train": {"a": 3}, "validation": {"a": 2}}, "has one class (a) under train/; a classifier needs at least two"),
+    ({"train": {"a": 3, "b": 0, "c": 2}, "validation": {"a": 1}}, "class b has no training images (train/b/ holds"),
+    ({"train": {"a": 3, "b": 2}, "validation": {"a": 1, "d": 1}},
+     "validation/ has class d with no training images under train/; the model could never predict it"),
+])
+def test_data_a_classifier_cannot_learn_from_is_one_line(tmp_path, capsys, monkeypatch, layout, needle):
+    """Case 10: a one-class folder ("has no label column 'label'" before), a class without training images, a
+    validation class unknown to training (it trained silently before): refused, one line each."""
+    from resnet_hub.train import trainer
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "images", layout)
+    code, _, err = _cli(trainer, ["--config", CIFAR, "--dataset", root, "--output-dir", tmp_path / "run",
+                                  "--workers", "0", "--tracker", "none"], capsys)
+    _one_error(code, err, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_hub_style_eval_split_with_an_unknown_class_is_refused():
+    import datasets
+
+    from resnet_hub.train import data as D
+
+    features = datasets.Features({"label": datasets.ClassLabel(names=["cat", "dog", "eel"])})
+    train = datasets.Dataset.from_dict({"label": [0, 1, 0]}, features=features)
+    evals = datasets.Dataset.from_dict({"label": [0, 2]}, features=features)
+    spec = D.DatasetSpec("hub", "someone/pets", "train", "test", "image", "label")
+    with pytest.raises(ValueError, match=r"the 'test' split has 1 class\(es\) with no training images \(eel\)"):
+        D._check_eval_classes(train, evals, spec, features["label"].names)
+
+
+@pytest.mark.parametrize("case", ["std", "nan weights", "labels"])
+def test_tampered_bundles_are_refused_where_the_trainer_starts_from_them(bundle, tmp_path, case):
+    """Case 7 for the trainer: --pretrained local-dir: checks the bundle as predict and eval do."""
+    from resnet_hub.train import trainer
+    from resnet_hub.train.pretrained import load_pretrained, parse_pretrained
+
+    edits, needle = TAMPERED[case]
+    tampered = _tamper(bundle, tmp_path, **edits)
+    cfg = load_config(CIFAR)
+
+    def create(**kwargs):
+        return trainer.create_model(cfg, num_classes=10, **{k: tuple(v) for k, v in TINY.items()}, **kwargs)
+
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        load_pretrained(create, parse_pretrained(f"local-dir:{tampered}"), cfg=cfg, num_classes=10)

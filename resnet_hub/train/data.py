@@ -173,6 +173,7 @@ def load_splits(spec: DatasetSpec, input_size: int) -> ImageSplits:
     import datasets
 
     if spec.kind == "imagefolder":
+        check_image_folder(Path(spec.path), spec.train_split)
         builder = dict(path="imagefolder", data_dir=spec.path)
     else:
         builder = dict(path=spec.path)
@@ -194,6 +195,8 @@ def load_splits(spec: DatasetSpec, input_size: int) -> ImageSplits:
     spec = replace(spec, eval_split=eval_split)
     train, evals = dsd[spec.train_split], dsd[eval_split]
     num_classes, names = _label_info(train, spec)
+    if not spec.streaming:
+        _check_eval_classes(train, evals, spec, names)
     train = train.cast_column(spec.image_column, datasets.Image(decode=False))
     evals = evals.cast_column(spec.image_column, datasets.Image(decode=False))
     keep = [spec.image_column, spec.label_column]
@@ -202,6 +205,48 @@ def load_splits(spec: DatasetSpec, input_size: int) -> ImageSplits:
     else:
         train = train.select_columns(keep)
     return ImageSplits(train, evals.select_columns(keep), num_classes, names, spec)
+
+
+def _has_file(folder: Path) -> bool:
+    return any(f.is_file() and not f.name.startswith(".") for f in folder.rglob("*"))
+
+
+def check_image_folder(root: Path, train_split: str) -> None:
+    """Refuse, in one line, an image folder a classifier cannot learn from: a class folder under the training
+    split with no images, fewer than two classes there, or a class in another split (validation, test) that has
+    no training images, which the model could never predict. (datasets' imagefolder would drop the label
+    column of a one-class folder and ignore an empty class.) Images straight under a split are left to it."""
+    splits = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    if train_split not in splits:
+        return  # load_splits names the splits there are
+    train = {c.name: _has_file(c) for c in splits[train_split].iterdir() if c.is_dir() and not c.name.startswith(".")}
+    if not train:
+        return
+    empty = sorted(c for c, has in train.items() if not has)
+    if empty:
+        raise ValueError(f"image folder {root}: class {', '.join(empty)} has no training images "
+                         f"({train_split}/{empty[0]}/ holds none); add images or remove the folder")
+    if len(train) < 2:
+        raise ValueError(f"image folder {root} has one class ({next(iter(train))}) under {train_split}/; a "
+                         "classifier needs at least two, one sub-folder of images each")
+    for name, folder in sorted(splits.items()):
+        unknown = sorted(c.name for c in folder.iterdir() if c.is_dir() and c.name not in train and _has_file(c))
+        if name != train_split and unknown:
+            raise ValueError(f"image folder {root}: {name}/ has class {', '.join(unknown)} with no training images "
+                             f"under {train_split}/; the model could never predict it")
+
+
+def _check_eval_classes(train, evals, spec: DatasetSpec, names: Sequence[str]) -> None:
+    """Refuse an evaluation split holding a class the training split has no image of."""
+    try:
+        unknown = sorted(set(np.unique(evals[spec.label_column]).tolist())
+                         - set(np.unique(train[spec.label_column]).tolist()))
+    except (KeyError, ValueError, TypeError):  # no such column there: _label_info or the loader says so
+        return
+    if unknown:
+        shown = ", ".join(names[i] if 0 <= i < len(names) else str(i) for i in unknown[:5])
+        raise ValueError(f"dataset {spec.path}: the {spec.eval_split!r} split has {len(unknown)} class(es) with "
+                         f"no training images ({shown}); the model could never predict them")
 
 
 def _stream_rows(stream) -> Iterator[dict]:
@@ -348,7 +393,7 @@ def samples_from_rows(rows: Sequence[dict], transform, image_column: str, label_
             errors.append(f"row {index}: {type(e).__name__}: {e}")
     good = [image for image in decoded if image is not None]
     try:
-        augmented = iter(transform.batch(good, seed) if good else ())
+        augmented = iter(transform.batch(good, seed, stack=False) if good else ())  # collate_images stacks
     except ValueError as e:  # the recipe cannot take these images (e.g. smaller than its crop)
         augmented = iter(())
         errors = [err or f"row {index}: ValueError: {e}" for err, index in zip(errors, indices, strict=True)]

@@ -148,6 +148,10 @@ def load_pretrained(create, source: PretrainedSource, *, cfg, num_classes: int) 
         return model, [f"pretrained: backbone from {source.description} (mmpretrain keys mapped by the converter)",
                        f"new: {classifier} ({num_classes} classes), freshly initialised"]
     path = _weights_file(source)
+    if source.kind == "bundle" and (path.parent / "config.json").is_file():
+        from resnet_hub.hub.bundle import check_loadable
+
+        check_loadable(path.parent)  # a tampered or broken bundle, as predict and eval refuse it
     shapes, meta = _header(path)
     probe = create()
     classifier = probe.pretrained_cfg.get("classifier", "fc")
