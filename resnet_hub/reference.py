@@ -361,8 +361,9 @@ def expected_files(config_out: Path, labels_out: Path) -> dict[Path, str]:
     return files
 
 
-def build_mmpretrain_model(name: str):
-    """mmpretrain's own model for config ``name``, randomly initialised, in eval mode."""
+def build_mmpretrain_model(name: str, num_classes: int | None = None):
+    """mmpretrain's own model for config ``name``, randomly initialised, in eval mode; with a head of
+    ``num_classes`` in place of the config's when given (a fine-tune of that config)."""
     _require_mmpretrain()
     from mmpretrain.models import build_classifier
     from mmpretrain.utils import register_all_modules
@@ -370,6 +371,8 @@ def build_mmpretrain_model(name: str):
     register_all_modules(init_default_scope=True)
     cfg = load_mmpretrain_config(name)
     model_cfg = cfg.model
+    if num_classes is not None:
+        model_cfg.head.num_classes = num_classes
     # a fresh build must not try to download the CUB run's ImageNet-21k initialisation
     model_cfg.backbone.pop("init_cfg", None)
     if model_cfg.backbone.get("norm_cfg", {}).get("type") == "SyncBN":

@@ -7,8 +7,9 @@
 #                                         (pytest -m cuda) and the four GPU rows (resnet_hub/bench/benchmark_gpu.py)
 #                                         into benchmarks/gpu_<device>.json, in under 8 minutes
 #   bash scripts/gpu_check.sh --rehearse  here: the same steps on the CPU at tiny sizes, in a venv built like the
-#                                         GPU image (.gpu-rehearsal/, made once) or the interpreter PYTHON names
-# PYTHON picks the interpreter (default: .venv/bin/python where it exists, else python3);
+#                                         GPU image (.gpu-rehearsal/venv, or GPU_REHEARSAL_ENV; made once) or
+#                                         the interpreter PYTHON names
+# PYTHON picks the interpreter (default: .venv/bin/python where it exists, which needs no .whl/, else python3);
 # --results DIR writes the JSON into DIR instead of benchmarks/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +62,8 @@ install_wheels() {  # .whl/ into a temporary folder first on PYTHONPATH, without
     [ -d .whl ] && compgen -G ".whl/*.whl" >/dev/null || die "no .whl/ here: run 'bash scripts/gpu_check.sh --prepare' \
 where pip reaches the index, then copy .whl/ with the checkout"
     timeout "$(step_timeout 60)" "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-        --disable-pip-version-check --target "$site" .whl/*.whl || die "installing .whl/ failed"
+        --disable-pip-version-check --target "$site" .whl/*.whl \
+        || die "installing .whl/ failed (its wheels are for CPython 3.12 on x86-64, the GPU image's)"
     export PYTHONPATH="$site:$repo${PYTHONPATH:+:$PYTHONPATH}"
 }
 
@@ -69,7 +71,7 @@ where pip reaches the index, then copy .whl/ with the checkout"
 # carried wheel declare. With strict=1 (the rehearsal) a miss fails the check; on the GPU it is a warning
 # and the check goes on (the rows and tests that do not need what is missing still run).
 preflight() {
-    timeout "$(step_timeout 90)" "$python" - "$1" <<'EOF'
+    timeout "$(step_timeout 90)" "$python" - "$1" "$2" <<'EOF'
 import importlib.metadata as md
 import sys
 import tomllib
@@ -85,8 +87,7 @@ print(f"python {sys.version.split()[0]} ({sys.executable}); torch {torch.__versi
 project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
 extras = project["optional-dependencies"]
 wanted = [("resnet_hub", r) for r in project["dependencies"] + extras["train"] + extras.get("export", [])]
-for wheel in sorted(Path(".whl").glob("*.whl")):
-    dist = md.distribution(wheel.name.split("-")[0])
+for dist in md.distributions(path=[sys.argv[2]]):  # the carried wheels, as installed from .whl/
     wanted += [(f"{dist.name} (carried)", r) for r in dist.requires or ()]
 unmet = []
 for who, text in wanted:
@@ -120,13 +121,18 @@ EOF
 
 check() {  # device: cuda or cpu; tiny: 0 or 1; results: folder for the JSON; strict: 0 or 1
     local device=$1 tiny=$2 results=$3 strict=$4 name out rc=0
+    local start=$SECONDS
     deadline=$((SECONDS + budget_s))
     site=$(mktemp -d)
     trap 'rm -rf "$site"' EXIT
     export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1  # no network there: never wait on one
     say "python: $python"
-    install_wheels "$site"
-    preflight "$strict" || die "the environment cannot run the check (above)"
+    if [ "$python" = .venv/bin/python ]; then
+        say "scripts/setup.sh's .venv has every dependency: .whl/ is not needed"
+    else
+        install_wheels "$site"
+    fi
+    preflight "$strict" "$site" || die "the environment cannot run the check (above)"
     if [ "$device" = cuda ]; then
         name=$("$python" -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')")
         [ -n "$name" ] || die "no CUDA device here; the GPU rows stay blocked (see README, Running the GPU check)"
@@ -148,7 +154,7 @@ check() {  # device: cuda or cpu; tiny: 0 or 1; results: folder for the JSON; st
     [ "$tiny" = 1 ] && row_args+=(--tiny)
     say "the GPU rows into $out, $(left) s left"
     timeout "$(left)" "$python" -m resnet_hub.bench.benchmark_gpu "${row_args[@]}" || rc=$?
-    say "wrote $out ($name) in ${SECONDS} s; exit $rc"
+    say "wrote $out ($name); the check took $((SECONDS - start)) s; exit $rc"
     return "$rc"
 }
 
@@ -199,7 +205,7 @@ while [ $# -gt 0 ]; do
         --prepare) mode=prepare ;;
         --rehearse) mode=rehearse ;;
         --results) [ $# -ge 2 ] || die "--results needs a folder"; results=$2; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift

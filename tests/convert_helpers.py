@@ -37,20 +37,22 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def reference_model(name: str, seed: int = 0):
-    """mmpretrain's model for config ``name`` with random weights, in eval mode."""
+def reference_model(name: str, seed: int = 0, num_classes: int | None = None):
+    """mmpretrain's model for config ``name`` (with a head of ``num_classes``, as a fine-tune of it has)
+    with random weights, in eval mode."""
     from resnet_hub.reference import build_mmpretrain_model
 
-    return randomize_(build_mmpretrain_model(name), seed).eval()
+    return randomize_(build_mmpretrain_model(name, num_classes=num_classes), seed).eval()
 
 
-def checkpoint_dict(model: nn.Module, name: str, fmt: str) -> dict:
-    """What a published checkpoint of ``model`` holds, in format ``fmt`` (one of FORMATS)."""
+def checkpoint_dict(model: nn.Module, name: str, fmt: str, classes: list[str] | None = None) -> dict:
+    """What a published checkpoint of ``model`` holds, in format ``fmt`` (one of FORMATS); its meta names
+    ``classes`` (default: the config's, as a release does; a fine-tune's own head names its own)."""
     from resnet_hub.zoo.labels import label_names
 
     cfg = load_config(name)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    classes = list(label_names(cfg.labels))
+    classes = list(label_names(cfg.labels)) if classes is None else list(classes)
     if fmt == "mmcls-v0":
         meta = {"mmcls_version": "0.15.0", "CLASSES": classes, "epoch": 100, "iter": 500500,
                 "config": f"model = dict(backbone=dict(depth={cfg.architecture.depth}))"}

@@ -22,7 +22,7 @@ def cache_home(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def own_cache(cache_home, monkeypatch):
-    """A fresh complexity cache for this module, shared by its tests (measuring all 22 takes seconds)."""
+    """A fresh complexity cache for this module, shared by its tests (measuring every config takes seconds)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
 
 

@@ -97,7 +97,7 @@ def _assert_same_as_mmpretrain(reference, model, name: str) -> None:
         assert w.abs().max() > 0 and torch.equal(w, g), f"stage {i}: max diff {(w - g).abs().max().item()}"
 
 
-# ----------------------------------------------------------------------------- all 22 configs
+# ----------------------------------------------------------------------------- every config
 
 
 @pytest.mark.mmpretrain
@@ -150,11 +150,13 @@ def small(tmp_path_factory):
 
 def test_converting_twice_gives_identical_bytes(tmp_path, cli, small):
     _, _, path = small
-    for out in ("a", "b", "a"):
-        code, _, stderr = cli("--config", SMALL, "--checkpoint", path, "--output-dir", tmp_path / out)
+    # same-named folders: random weights are not the release, so the bundle is named after its folder
+    a, b = tmp_path / "a" / "bundle", tmp_path / "b" / "bundle"
+    for out in (a, b, a):
+        code, _, stderr = cli("--config", SMALL, "--checkpoint", path, "--output-dir", out)
         assert code == 0, stderr
-    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b") and len(tree_digest(tmp_path / "a")) == 3
-    parity = json.loads(_metadata(tmp_path / "a")["parity"])
+    assert tree_digest(a) == tree_digest(b) and len(tree_digest(a)) == 3
+    parity = json.loads(_metadata(a)["parity"])
     assert parity["measured"] and parity["max_abs_logit_diff"] <= PARITY_TOLERANCE * parity["logit_scale"]
 
 
@@ -257,10 +259,11 @@ def test_hashes_are_checked(tmp_path, cli, small):
                           "--sha256", sha.upper(), "--no-parity")
     assert code == 0, stderr
     assert _metadata(tmp_path / "out")["source_file"] == no_hash.name
-    code, _, stderr = cli("--config", SMALL, "--checkpoint", no_hash, "--output-dir", tmp_path / "out2",
+    # the same bundle unverified (named as its folder, as the first one, since it is not mmpretrain's release)
+    code, _, stderr = cli("--config", SMALL, "--checkpoint", no_hash, "--output-dir", tmp_path / "again" / "out",
                           "--no-verify", "--no-parity")
     assert code == 0, stderr
-    assert tree_digest(tmp_path / "out") == tree_digest(tmp_path / "out2")
+    assert tree_digest(tmp_path / "out") == tree_digest(tmp_path / "again" / "out")
 
 
 def test_full_sha256_from_hub_configs(tmp_path, small):
@@ -451,7 +454,7 @@ def test_convert_all_released_files_in_a_folder(tmp_path, cli, small):
     assert "source_url" not in _metadata(out / SMALL) and _metadata(out / SMALL)["source_file"].endswith(".pth")
     assert all(f"{name}: wrote" in stdout for name in names)
     code, _, stderr = cli("--all", "--checkpoint-dir", tmp_path / "out", "--output-dir", tmp_path / "x")
-    assert code == 1 and "holds none of the 22 released checkpoint files" in stderr
+    assert code == 1 and f"holds none of the {len(list_configs())} released checkpoint files" in stderr
 
 
 # ----------------------------------------------------------------------------- URLs
@@ -465,19 +468,19 @@ def test_url_download_is_verified_and_cached(tmp_path, monkeypatch, small):
     with FileServer() as server:
         server.files[path.name] = data
         url = server.url(path.name)
-        out = convert_checkpoint(SMALL, url, tmp_path / "a", measure_parity=False)
+        out = convert_checkpoint(SMALL, url, tmp_path / "a", measure_parity=False, model_name="small")
         assert _metadata(out)["source_url"] == url and _metadata(out)["source_sha256"] == sha256_of(path)
         assert sorted(p.name for p in cache.iterdir()) == [path.name] and server.gets == [path.name]
         _assert_same_as_mmpretrain(reference, _timm_from_bundle(SMALL, out), SMALL)
 
         # the cached file is re-hashed before use: intact, it is used as it is
-        convert_checkpoint(SMALL, url, tmp_path / "b", measure_parity=False)
+        convert_checkpoint(SMALL, url, tmp_path / "b", measure_parity=False, model_name="small")
         assert server.gets == [path.name] and tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
 
         # corrupted, it is detected and fetched again
         (cache / path.name).write_bytes(data[:-10] + b"0123456789")
         with pytest.warns(UserWarning, match="downloading it again"):
-            convert_checkpoint(SMALL, url, tmp_path / "c", measure_parity=False)
+            convert_checkpoint(SMALL, url, tmp_path / "c", measure_parity=False, model_name="small")
         assert server.gets == [path.name] * 2 and sha256_of(cache / path.name) == sha256_of(path)
 
 
@@ -533,3 +536,106 @@ def test_load_pretrained_backbone_keeps_the_head(tmp_path):
         load_pretrained_backbone(model, save_as_released(small, tmp_path / "s", SMALL), cfg=cub)
     with pytest.raises(ValueError, match="has no sha256 in its name"):
         load_pretrained_backbone(model, tmp_path / "s" / "x.pth", cfg=cub)
+
+
+# ----------------------------------------------------------------------------- checkpoints that are not the release
+
+
+def test_a_checkpoint_that_is_not_the_release_claims_none_of_it(tmp_path, cli, small):
+    """The small fixture is mmpretrain's architecture with random weights: a file of the released name's form
+    whose sha256 is not the release's. Its card says so and carries no published figure or recipe."""
+    from huggingface_hub import ModelCard
+
+    import resnet_hub
+
+    _, _, path = small
+    cfg = load_config(SMALL)
+    mine = tmp_path / "my_run_epoch_200.pth"
+    mine.write_bytes(path.read_bytes())
+    for source, flags, folder in ((path, (), "cifar-r18-mine"), (mine, ("--no-verify",), "cifar-r18-noverify")):
+        out = tmp_path / folder
+        code, stdout, stderr = cli("--config", SMALL, "--checkpoint", source, "--output-dir", out, "--no-parity",
+                                   *flags)
+        assert code == 0, stderr
+        assert f"not mmpretrain's release: named {folder}" in stdout
+        card = ModelCard((out / "README.md").read_text())
+        text = card.text
+        assert "**not** mmpretrain's release" in text and "nothing was retrained" not in text
+        assert "`, a local copy of <" not in text and str(cfg.results.top1) not in text and "Training recipe" in text
+        assert "mmpretrain's, in brief" not in text and "ILSVRC" not in text
+        data = card.data.to_dict()
+        assert "model-index" not in data and "datasets" not in data and "base_model" not in data
+        assert text.lstrip().startswith(f"# {folder}\n")
+        assert f"hf-hub:{resnet_hub.hub_repo_id(folder)}" in text and f"hub:{SMALL}" not in text
+        assert resnet_hub.hub_repo_id(SMALL) not in text
+        description = json.loads((out / "config.json").read_text())["pretrained_cfg"]["description"]
+        assert "not mmpretrain's release" in description and cfg.checkpoint.url not in description
+        assert str(tmp_path) not in (out / "README.md").read_text()
+
+
+def _own_fine_tune(tmp_path, name, classes, seed=3, fmt="mmpretrain-1.x"):
+    """A user's fine-tune of ``name`` with a head of ``len(classes)``: mmpretrain's own model built with that head
+    by mmpretrain's builder, random weights, saved as mmpretrain saves (its meta naming its classes)."""
+    reference = reference_model(name, seed=seed, num_classes=len(classes))
+    path = tmp_path / "work_dirs" / "epoch_12.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(checkpoint_dict(reference, name, fmt, classes=classes), path)
+    return reference, path
+
+
+def _logits_match(reference, bundle: Path, name: str, num_classes: int) -> None:
+    model = timm.create_model(f"local-dir:{bundle}", pretrained=True).eval()
+    size = 32 if load_config(name).architecture.stem == "cifar" else 64
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = reference(x, mode="tensor"), model(x)
+    scale = want.abs().max().item()
+    assert got.shape == want.shape == (2, num_classes) and scale > 0.1
+    assert (got - want).abs().max().item() <= PARITY_TOLERANCE * scale
+
+
+@pytest.mark.mmpretrain
+@pytest.mark.parametrize("name", [SMALL, "resnetv1d50_8xb32_in1k"])  # the CIFAR stem; the deep stem with avg-pool
+def test_own_fine_tune_with_its_own_head_converts_equal_to_mmpretrain(tmp_path, cli, name):
+    classes = ["circle", "square", "star", "triangle"]
+    reference, path = _own_fine_tune(tmp_path, name, classes)
+    out = tmp_path / "shapes-bundle"
+    code, _, stderr = cli("--config", name, "--checkpoint", path, "--output-dir", out, "--no-verify")
+    assert code == 1 and "a 4-class head" in stderr and "--num-classes 4" in stderr, stderr
+    assert not out.exists()
+    code, stdout, stderr = cli("--config", name, "--checkpoint", path, "--output-dir", out, "--no-verify",
+                               "--num-classes", "4", "--model-name", "shapes-r", "--repo-id", "alice/shapes-r")
+    assert code == 0, stderr
+    parity = json.loads(_metadata(out)["parity"])  # the converter's own check against mmpretrain, 4-class head
+    assert parity["measured"] is True and parity["relative_diff"] <= PARITY_TOLERANCE
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_classes"] == 4 and config["label_names"] == classes  # the checkpoint's own names
+    _logits_match(reference, out, name, 4)
+    text = (out / "README.md").read_text()
+    assert "# shapes-r\n" in text and "hf-hub:alice/shapes-r" in text and "top-5" not in text.lower()
+    from resnet_hub.hub.bundle import validate_bundle
+
+    assert validate_bundle(out).num_classes == 4
+
+
+def test_labels_file_names_the_classes_and_is_checked(tmp_path, cli):
+    classes = [f"c{i}" for i in range(3)]
+    reference, path = _own_fine_tune(tmp_path, SMALL, classes, fmt="bare")  # a bare state dict names no class
+    names = tmp_path / "labels.txt"
+    names.write_text("cat\ndog\n\nbird\n")
+    out = tmp_path / "pets"
+    code, _, stderr = cli("--config", SMALL, "--checkpoint", path, "--output-dir", out, "--no-verify",
+                          "--labels", names)
+    assert code == 0, stderr
+    assert json.loads((out / "config.json").read_text())["label_names"] == ["cat", "dog", "bird"]
+    _logits_match(reference, out, SMALL, 3)
+    for argv, needle in ((("--labels", names, "--num-classes", "4"), "--labels names 3 classes, --num-classes says 4"),
+                         (("--labels", tmp_path / "none.txt"), "no such file"),
+                         (("--num-classes", "5"), "mis-shaped")):
+        code, _, stderr = cli("--config", SMALL, "--checkpoint", path, "--output-dir", tmp_path / "x", "--no-verify",
+                              *argv)
+        assert code == 1 and needle in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    unnamed = tmp_path / "unnamed"
+    assert cli("--config", SMALL, "--checkpoint", path, "--output-dir", unnamed, "--no-verify", "--num-classes",
+               "3")[0] == 0
+    assert json.loads((unnamed / "config.json").read_text())["label_names"] == ["0", "1", "2"]

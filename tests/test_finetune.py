@@ -156,3 +156,31 @@ def test_the_readme_fine_tune_commands_parse():
     for argv in trains:
         args = parser.parse_args(argv)
         assert args.pretrained and args.img_size
+
+
+def test_a_resume_never_reads_the_starting_weights_again(bundle, tmp_path, monkeypatch):
+    """--resume builds a fresh model (the checkpoint has every weight) and takes the card's facts from run.json."""
+    import argparse
+
+    from accelerate import Accelerator
+
+    from resnet_hub.train import pretrained
+    from resnet_hub.train.plan import resolve_plan
+
+    folder, _ = bundle
+    parser = argparse.ArgumentParser()
+    trainer.add_arguments(parser)
+    argv = ["--config", CIFAR.name, "--pretrained", str(folder), "--output-dir", str(tmp_path), "--num-classes", "4"]
+    plan = resolve_plan(parser.parse_args([*argv, "--resume"]), CIFAR, world_size=1, device_type="cpu")
+
+    def refuse(*a, **k):
+        raise AssertionError("the starting weights were read on --resume")
+
+    monkeypatch.setattr(pretrained, "load_pretrained", refuse)
+    monkeypatch.setattr(pretrained, "source_facts", refuse)
+    model = trainer._build_model(plan.recipe, plan, Accelerator(cpu=True))
+    assert model.fc.out_features == 4
+    (tmp_path / "run.json").write_text(json.dumps({"start": {"pretrained": "local folder digits_r18",
+                                                             "dataset_name": "digits"}}))
+    facts, note = trainer._start_facts(plan, plan.dataset, tmp_path)
+    assert facts == {"pretrained": "local folder digits_r18", "dataset_name": "digits"} and note is None

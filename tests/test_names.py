@@ -133,7 +133,7 @@ def test_yaml_errors_say_the_file_and_what_is_wrong_not_the_content(tmp_path, co
     (lambda d: d["architecture"].update(stem=SECRET), "field 'architecture.stem': a str that is not one of"),
     (lambda d: d["eval"].update(mean=SECRET), "field 'eval.mean': expected a list, got a str"),
     (lambda d: d["training"]["optimizer"].update(lr=SECRET), "field 'training.optimizer.lr': expected a number"),
-    (lambda d: d.update(name=SECRET), "field 'name' must be the file's name"),
+    (lambda d: d.update(name=f"{SECRET}/../{SECRET}"), "field 'name' is not a model name"),
 ])
 def test_field_errors_do_not_quote_values(tmp_path, edit, field):
     data = yaml.safe_load((config_dir() / f"{IN1K}.yaml").read_text())

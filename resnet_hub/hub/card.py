@@ -203,12 +203,10 @@ def measure_complexity(model: torch.nn.Module, input_size: int) -> Complexity:
 
 
 def template_path() -> Path:
-    """MODEL_CARD.md: inside the installed wheel, else at the top of the source checkout."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / TEMPLATE, package.parent / TEMPLATE):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{TEMPLATE} not found in {package} or beside it; is the package installed whole?")
+    """MODEL_CARD.md, package data (:func:`resnet_hub.package_data.package_path`)."""
+    from resnet_hub.package_data import package_path
+
+    return package_path(TEMPLATE)
 
 
 def base_model(cfg: HubConfig) -> str | None:

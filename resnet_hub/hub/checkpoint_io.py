@@ -84,7 +84,7 @@ def expected_hashes(source: str, *, sha256: Optional[str] = None, cfg: Optional[
     prefix = name_hash_prefix(name)
     if prefix:
         found[f"the file name {name}"] = prefix
-    if cfg is not None and cfg.checkpoint.sha256 and name == cfg.checkpoint.file_name:
+    if cfg is not None and cfg.checkpoint is not None and cfg.checkpoint.sha256 and name == cfg.checkpoint.file_name:
         found[f"hub_configs/{cfg.name}.yaml"] = cfg.checkpoint.sha256
     if sha256 is not None:
         value = sha256.strip().lower()

@@ -11,21 +11,27 @@ mmpretrain's keys and timm's differ in two places only:
 - the stem: each stem's backbone module renames (``Stem.renames`` in
   :data:`resnet_hub.zoo.stems.STEMS`): ``v1c``/``v1d``'s deep stem, ``v1d``'s first
   average-pool shortcut.
+
+A user's own mmpretrain fine-tune of a zoo architecture, with a head of its own, converts with
+``num_classes`` (``--num-classes``) and class names (``--labels``, else the checkpoint's own); its
+card says it is not mmpretrain's release and carries none of mmpretrain's results.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from resnet_hub.commands import CommandError
+from resnet_hub.commands import CommandError, positive_int
 from resnet_hub.zoo.configs import HubConfig, list_configs, load_config
+from resnet_hub.zoo.labels import label_names
 from resnet_hub.zoo.stems import STEMS
 
 from .checkpoint_io import ALLOW_NUMPY_FLAG, load_checkpoint
@@ -103,12 +109,13 @@ def _differences(mapped: Mapping[str, torch.Tensor], origin: Mapping[str, str], 
 
 
 @lru_cache(maxsize=None)
-def _expected_shapes(name: str) -> dict[str, tuple[int, ...]]:
-    """Every state-dict key of the registered timm model ``name`` and its shape (built on the meta device)."""
+def _expected_shapes(name: str, num_classes: Optional[int] = None) -> dict[str, tuple[int, ...]]:
+    """Every state-dict key of the registered timm model ``name`` (with a head of ``num_classes``, when
+    given) and its shape (built on the meta device)."""
     import timm
 
     with torch.device("meta"):
-        model = timm.create_model(name)
+        model = timm.create_model(name, **({"num_classes": num_classes} if num_classes is not None else {}))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -126,6 +133,15 @@ def _fitting_configs(weights: Mapping[str, torch.Tensor], cfg: HubConfig) -> lis
         if not _differences(mapped, origin, unknown, _expected_shapes(members[0].name)):
             fits += [m.name for m in members]
     return fits
+
+
+def _own_head(mapped, origin, unknown, cfg: HubConfig) -> Optional[int]:
+    """The class count of a checkpoint that is ``cfg``'s architecture in all but its head's size, else None."""
+    fc = mapped.get("fc.weight")
+    if fc is None or fc.ndim != 2 or fc.shape[0] == cfg.num_classes:
+        return None
+    fits = not _differences(mapped, origin, unknown, _expected_shapes(cfg.name, int(fc.shape[0])))
+    return int(fc.shape[0]) if fits else None
 
 
 def _check_preprocessing(weights: Mapping[str, torch.Tensor], cfg: HubConfig) -> None:
@@ -169,13 +185,16 @@ def mmpretrain_to_timm(state_dict: Mapping[str, Any], cfg: HubConfig) -> dict[st
     """
     weights, meta = _split_checkpoint(state_dict)
     mapped, origin, unknown = _map(weights, cfg.architecture.stem)
-    problems = _differences(mapped, origin, unknown, _expected_shapes(cfg.name))
+    problems = _differences(mapped, origin, unknown, _expected_shapes(cfg.name, cfg.num_classes))
     if problems:
         fits = _fitting_configs(weights, cfg)
         lead = (f"this checkpoint is not a {cfg.architecture_name} with {cfg.num_classes} classes ({cfg.name}); "
                 f"it fits {', '.join(fits)}" if fits else
                 f"this checkpoint does not fit {cfg.name} ({cfg.architecture_name}, {cfg.num_classes} classes)")
-        raise ValueError(f"{lead}. Keys: {'; '.join(problems)}")
+        head = _own_head(mapped, origin, unknown, cfg)
+        hint = (f". It is {cfg.name}'s architecture with a {head}-class head: a fine-tune of it converts with "
+                f"--num-classes {head}" if head else "")
+        raise ValueError(f"{lead}. Keys: {'; '.join(problems)}{hint}")
     _check_preprocessing(weights, cfg)
     _check_classes(meta, cfg)
     return mapped
@@ -189,7 +208,7 @@ def _timm_model(cfg: HubConfig, state: Mapping[str, torch.Tensor]) -> torch.nn.M
     import timm
 
     with torch.device("meta"):
-        model = timm.create_model(cfg.name)
+        model = timm.create_model(cfg.name, num_classes=cfg.num_classes)
     dtypes = {k: v.dtype for k, v in model.state_dict().items()}
     # copies: the model must not share storage with the checkpoint it is measured against
     model.load_state_dict({k: v.to(dtypes[k], copy=True).contiguous() for k, v in state.items()},
@@ -205,7 +224,7 @@ def _mmpretrain_model(cfg: HubConfig, weights: Mapping[str, torch.Tensor]):
         warnings.simplefilter("ignore")  # mmcv-lite warns about ops this model does not use
         from resnet_hub.reference import build_mmpretrain_model
 
-        model = build_mmpretrain_model(cfg.name)
+        model = build_mmpretrain_model(cfg.name, num_classes=cfg.num_classes)
     model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(_PREPROCESSOR)}, strict=True)
     return model.eval()
 
@@ -245,19 +264,32 @@ def mmpretrain_parity(cfg: HubConfig, checkpoint: Mapping[str, Any], model: torc
 
 def convert_checkpoint(config: Union[str, HubConfig], checkpoint: Union[str, os.PathLike],
                        output_dir: Union[str, os.PathLike], *, sha256: Optional[str] = None, verify: bool = True,
-                       allow_numpy: bool = False, measure_parity: bool = True, overwrite: bool = False) -> Path:
+                       allow_numpy: bool = False, measure_parity: bool = True, overwrite: bool = False,
+                       num_classes: Optional[int] = None, labels: Optional[Sequence[str]] = None,
+                       model_name: Optional[str] = None, repo_id: Optional[str] = None) -> Path:
     """Convert one mmpretrain checkpoint (file or URL) into a Hub bundle in ``output_dir``.
 
     Nothing is written unless every check passes: the file's sha256, safe loading, the strict key
     mapping, and (when mmpretrain is installed and ``measure_parity``) logits within
     :data:`PARITY_TOLERANCE` of mmpretrain's. The folder appears whole; a bundle of another config or
     other weights already there is replaced only with ``overwrite`` (:func:`~resnet_hub.hub.bundle.write_bundle`).
+    ``num_classes`` and ``labels`` (class names, as many) convert a fine-tune of ``config``'s architecture
+    with a head of its own. Weights that are not the config's release are named ``model_name`` (default:
+    the output folder's name), for ``repo_id``.
     """
     from .bundle import write_bundle
+    from .card import from_release
 
     cfg = config if isinstance(config, HubConfig) else load_config(config)
+    zoo_classes = cfg.num_classes
+    cfg, labels = _own_classes(cfg, num_classes, labels)
     loaded = load_checkpoint(checkpoint, sha256=sha256, verify=verify, allow_numpy=allow_numpy, cfg=cfg)
     model = _timm_model(cfg, mmpretrain_to_timm(loaded.content, cfg))
+    if cfg.num_classes == zoo_classes:  # the config's own label set, unless named otherwise
+        labels = labels or list(label_names(cfg.labels))
+    else:  # a head of its own: the names given, else those the checkpoint records, else the label numbers
+        labels = labels or _checkpoint_classes(loaded.content) or [str(i) for i in range(cfg.num_classes)]
+    model.pretrained_cfg = dict(model.pretrained_cfg, label_names=list(labels))
     if measure_parity:
         parity = mmpretrain_parity(cfg, loaded.content, model)
     else:
@@ -267,10 +299,46 @@ def convert_checkpoint(config: Union[str, HubConfig], checkpoint: Union[str, os.
                          f"({parity['relative_diff']:.3g} of the logit scale, tolerance {PARITY_TOLERANCE}); "
                          "nothing written")
     provenance = dict(loaded.provenance)
-    if verify and loaded.url is None and loaded.path.name == cfg.checkpoint.file_name:
-        # a local copy of the released file, vouched for by the released hash: say where it is published
-        provenance["source_url"] = cfg.checkpoint.url
+    if from_release(cfg, provenance):
+        if verify and loaded.url is None and loaded.path.name == cfg.checkpoint.file_name:
+            # a local copy of the released file, vouched for by the released hash: say where it is published
+            provenance["source_url"] = cfg.checkpoint.url
+    else:  # someone's own checkpoint: a bundle of its own name, never the release's
+        provenance["model_name"] = model_name or Path(output_dir).resolve().name
+        if repo_id:
+            provenance["repo_id"] = repo_id
     return write_bundle(model, cfg, output_dir, provenance={**provenance, "parity": parity}, overwrite=overwrite)
+
+
+def _own_classes(cfg: HubConfig, num_classes: Optional[int],
+                 labels: Optional[Sequence[str]]) -> tuple[HubConfig, Optional[list[str]]]:
+    """``cfg`` with a head of ``num_classes`` (or as many as ``labels``), and the labels checked against it."""
+    labels = list(labels) if labels is not None else None
+    if labels is not None:
+        if not labels or any(not isinstance(x, str) or not x.strip() for x in labels):
+            raise ValueError("--labels: one class name per line, none empty")
+        if len(set(labels)) != len(labels):
+            raise ValueError("--labels: class names must be distinct")
+        if num_classes is not None and num_classes != len(labels):
+            raise ValueError(f"--labels names {len(labels)} classes, --num-classes says {num_classes}")
+        num_classes = len(labels)
+    if num_classes is None or num_classes == cfg.num_classes:
+        return cfg, labels
+    if num_classes < 1:
+        raise ValueError(f"--num-classes must be at least 1, got {num_classes}")
+    return dataclasses.replace(cfg, num_classes=num_classes), labels
+
+
+def _checkpoint_classes(checkpoint: Any) -> Optional[list[str]]:
+    """The class names an mmcls/mmpretrain checkpoint records (already checked to be as many as the head's)."""
+    meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return None
+    dataset_meta = meta.get("dataset_meta")
+    for classes in (meta.get("CLASSES"), dataset_meta.get("classes") if isinstance(dataset_meta, Mapping) else None):
+        if isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes):
+            return list(classes)
+    return None
 
 
 def load_pretrained_backbone(model: torch.nn.Module, checkpoint: Union[str, os.PathLike], *, cfg: HubConfig,
@@ -321,6 +389,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "same weights is replaced without it)")
     parser.add_argument("--no-parity", action="store_true",
                         help="do not measure the converted model against mmpretrain")
+    own = parser.add_argument_group("a checkpoint of one's own (with --config): a fine-tune of its architecture")
+    own.add_argument("--num-classes", type=positive_int, default=None,
+                     help="classes of the checkpoint's head, when not the config's (e.g. 4 for a 4-class fine-tune)")
+    own.add_argument("--labels", default=None, metavar="FILE",
+                     help="class names, one a line, in label order (default: the checkpoint's meta, else 0..N-1)")
+    own.add_argument("--model-name", default=None,
+                     help="the bundle's name on its card, for weights that are not mmpretrain's release "
+                          "(default: the output folder's name)")
+    own.add_argument("--repo-id", default=None,
+                     help="the Hub repo its card's snippets load (default: NAMESPACE/MODEL_NAME)")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -328,12 +406,26 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
                 overwrite=args.overwrite)
 
 
+def _read_labels(path: Optional[str]) -> Optional[list[str]]:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--labels {path}: no such file (one class name a line)")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"--labels {path}: not UTF-8 text (one class name a line)") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _report(cfg_name: str, out: Path) -> str:
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         meta = f.metadata()
-    return f"{cfg_name}: wrote {out} (source sha256 {meta['source_sha256'][:16]}..., parity {meta['parity']})"
+    own = f"; not mmpretrain's release: named {meta['model_name']}" if "model_name" in meta else ""
+    return f"{cfg_name}: wrote {out} (source sha256 {meta['source_sha256'][:16]}..., parity {meta['parity']}{own})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -342,12 +434,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint or args.checkpoint_dir:
             raise ValueError("--config takes --checkpoint PATH_OR_URL (--checkpoint-dir goes with --all)")
         cfg = load_config(args.config)
-        out = convert_checkpoint(cfg, args.checkpoint, output_dir, sha256=args.sha256, **_options(args))
+        out = convert_checkpoint(cfg, args.checkpoint, output_dir, sha256=args.sha256, num_classes=args.num_classes,
+                                 labels=_read_labels(args.labels), model_name=args.model_name, repo_id=args.repo_id,
+                                 **_options(args))
         print(_report(cfg.name, out))
         return 0
 
     if not args.checkpoint_dir or args.checkpoint or args.sha256:
         raise ValueError("--all takes --checkpoint-dir DIR (not --checkpoint or --sha256)")
+    if args.num_classes or args.labels or args.model_name or args.repo_id:
+        raise ValueError("--all converts the released checkpoints; --num-classes, --labels, --model-name and "
+                         "--repo-id go with --config")
     folder = Path(args.checkpoint_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"no checkpoint folder {folder}")

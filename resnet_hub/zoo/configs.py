@@ -1,7 +1,11 @@
 """hub_configs/*.yaml: one file per mmpretrain config, the single source of truth.
 
 Each file is parsed into the frozen dataclasses below; the dataclasses are the schema (the stems
-are :data:`resnet_hub.zoo.stems.STEMS`). A file with a missing, unknown or mistyped field raises
+are :data:`resnet_hub.zoo.stems.STEMS`). A config of one's own (a YAML file given by path) needs
+no ``source``, ``checkpoint``, ``results`` or ``labels`` (mmpretrain's release, its figures and
+label set) and may name itself as it likes; the zoo's own files carry all of them, named as their
+files (:func:`all_configs`). The zoo's files are package data
+(:func:`resnet_hub.package_data.package_path`). A file with a missing, unknown or mistyped field raises
 :class:`HubConfigError` naming the file, the dotted field and what is wrong, never the file's
 values, so a bad edit fails on load rather than deep inside a training run, and a file given by
 mistake is not quoted back. What a name given to :func:`load_config` means is
@@ -213,14 +217,16 @@ class Training:
 @dataclass(frozen=True)
 class HubConfig:
     name: str
-    source: Source
     architecture: Architecture
     num_classes: int
-    labels: Literal["imagenet-1k", "cifar10", "cifar100", "cub-200-2011"]
     eval: EvalPreprocessing
-    checkpoint: Checkpoint
-    results: Results
     training: Training
+    # mmpretrain's release of this config: where it is published, the weights, their published figures and
+    # class names; every zoo config has them, a config of one's own need not
+    source: Optional[Source] = None
+    checkpoint: Optional[Checkpoint] = None
+    results: Optional[Results] = None
+    labels: Optional[Literal["imagenet-1k", "cifar10", "cifar100", "cub-200-2011"]] = None
     path: Optional[Path] = field(default=None, compare=False, repr=False)
 
     @property
@@ -332,12 +338,11 @@ def _from_dict(cls, data: Any, where: str = ""):
 
 
 def config_dir() -> Path:
-    """Where the YAML files are: inside the installed wheel, else the source checkout."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "hub_configs", package.parent / "hub_configs"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"hub_configs/ not found in {package} or beside it; is the package installed whole?")
+    """Where the zoo's YAML files are: package data (``resnet_hub/hub_configs`` in the wheel, ``hub_configs/``
+    at the top of a source checkout)."""
+    from resnet_hub.package_data import package_path
+
+    return package_path("hub_configs")
 
 
 def load_config_file(path: Union[str, os.PathLike]) -> HubConfig:
@@ -355,15 +360,33 @@ def load_config_file(path: Union[str, os.PathLike]) -> HubConfig:
         cfg = _from_dict(HubConfig, data)
     except HubConfigError as e:
         raise HubConfigError(f"{path}: {e}") from None
+    # the name is a timm model name and a Hub repo name: the Hub's rule for one (and never quoted back)
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?", cfg.name) or ".." in cfg.name \
+            or "--" in cfg.name:
+        raise HubConfigError(f"{path}: field 'name' is not a model name (letters, digits, '-', '_', '.', "
+                             "at most 96, no leading or trailing '-' or '.')")
+    return dataclasses.replace(cfg, path=path)
+
+
+ZOO_FIELDS = ("source", "checkpoint", "results", "labels")
+
+
+def _zoo_config(path: Path) -> HubConfig:
+    """A file of the zoo: named as its file, with mmpretrain's release (:data:`ZOO_FIELDS`) recorded."""
+    cfg = load_config_file(path)
     if cfg.name != path.stem:
         raise HubConfigError(f"{path}: field 'name' must be the file's name without .yaml, {path.stem!r}")
-    return dataclasses.replace(cfg, path=path)
+    missing = [f for f in ZOO_FIELDS if getattr(cfg, f) is None]
+    if missing:
+        raise HubConfigError(f"{path}: a zoo config records mmpretrain's release; missing field "
+                             f"{', '.join(repr(f) for f in missing)}")
+    return cfg
 
 
 @lru_cache(maxsize=None)
 def all_configs() -> dict[str, HubConfig]:
     """Every registered config, by name (the files of :func:`config_dir`, parsed once)."""
-    return {p.stem: load_config_file(p) for p in sorted(config_dir().glob("*.yaml"))}
+    return {p.stem: _zoo_config(p) for p in sorted(config_dir().glob("*.yaml"))}
 
 
 def list_configs(pattern: str = "*") -> list[str]:

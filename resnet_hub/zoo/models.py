@@ -72,8 +72,12 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 
 
 def config_pretrained_cfg(cfg: HubConfig) -> dict[str, Any]:
-    """The timm pretrained cfg of a config (as a dict): its eval preprocessing, labels, provenance, Hub repo."""
-    e = cfg.eval
+    """The timm pretrained cfg of a config (as a dict): its eval preprocessing, labels, provenance, Hub repo.
+    A config of one's own without mmpretrain's release says only what it has (class numbers for names)."""
+    e, s = cfg.eval, cfg.source
+    release = {} if s is None else dict(
+        license=s.license, paper_ids=(f"arXiv:{s.paper.arxiv}",), paper_name=s.paper.title,
+        origin_url=f"https://github.com/open-mmlab/mmpretrain/blob/v{s.mmpretrain_version}/{s.config}")
     return _cfg(
         hf_hub_id=hub_repo_id(cfg.name),
         num_classes=cfg.num_classes,
@@ -85,12 +89,10 @@ def config_pretrained_cfg(cfg: HubConfig) -> dict[str, Any]:
         mean=e.mean,
         std=e.std,
         first_conv=cfg.stem.first_conv,
-        label_names=label_names(cfg.labels),
-        license=cfg.source.license,
-        paper_ids=(f"arXiv:{cfg.source.paper.arxiv}",),
-        paper_name=cfg.source.paper.title,
-        origin_url=f"https://github.com/open-mmlab/mmpretrain/blob/v{cfg.source.mmpretrain_version}/{cfg.source.config}",
-        description=f"mmpretrain {cfg.name}, converted from {cfg.checkpoint.url}",
+        label_names=label_names(cfg.labels) if cfg.labels else tuple(str(i) for i in range(cfg.num_classes)),
+        description=(f"mmpretrain {cfg.name}, converted from {cfg.checkpoint.url}" if cfg.checkpoint else
+                     f"{cfg.name}: ResNet-{cfg.architecture.depth} ({cfg.architecture_name}), no released weights"),
+        **release,
     )
 
 
