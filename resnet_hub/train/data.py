@@ -393,7 +393,7 @@ def samples_from_rows(rows: Sequence[dict], transform, image_column: str, label_
             errors.append(f"row {index}: {type(e).__name__}: {e}")
     good = [image for image in decoded if image is not None]
     try:
-        augmented = iter(transform.batch(good, seed) if good else ())
+        augmented = iter(transform.batch(good, seed, stack=False) if good else ())  # collate_images stacks
     except ValueError as e:  # the recipe cannot take these images (e.g. smaller than its crop)
         augmented = iter(())
         errors = [err or f"row {index}: ValueError: {e}" for err, index in zip(errors, indices, strict=True)]
