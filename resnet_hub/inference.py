@@ -39,8 +39,8 @@ from .numerics import native_bf16, normalize
 from .zoo.names import parse_model_name
 
 __all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "check_weights_file",
-           "check_device", "eval_transform",
-           "preprocess", "resolve_precision", "PRECISIONS", "add_arguments", "run"]
+           "check_device", "eval_transform", "preprocess", "resolve_precision", "PRECISIONS", "fold_batchnorm",
+           "expand_images", "add_model_arguments", "model_from_args", "add_arguments", "run"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -251,14 +251,18 @@ def _to_bf16(model: torch.nn.Module, classifier: Optional[str]) -> torch.nn.Modu
     return model
 
 
-def _fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy with every conv -> BatchNorm pair folded into one conv (eval numerics unchanged)."""
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` (in eval mode) with every conv -> BatchNorm pair folded into one conv: the eval
+    numerics up to float rounding, fewer ops. What inference runs and what ``resnet-hub export`` writes."""
     from torch.fx.experimental.optimization import fuse
 
     try:
         return fuse(model)  # fuse() works on a deep copy
     except Exception:  # a model torch.fx cannot trace runs unfused: slower, same results
         return copy.deepcopy(model)
+
+
+_fold = fold_batchnorm  # the inferencer's flag of that name hides the function inside __init__
 
 
 class ImageClassificationInferencer:
@@ -289,7 +293,7 @@ class ImageClassificationInferencer:
         self.classes = tuple(names) if names and (num_classes is None or len(names) == num_classes) else None
         was_training = model.training
         model.eval()
-        prepared = _fold_batchnorm(model) if fold_batchnorm else copy.deepcopy(model)
+        prepared = _fold(model) if fold_batchnorm else copy.deepcopy(model)
         model.train(was_training)
         self.channels_last = channels_last
         self.model = prepared.eval().to(self.device)
@@ -402,14 +406,38 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 # ----------------------------------------------------------------------------- resnet-hub predict
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def expand_images(images: Sequence[Union[str, os.PathLike]]) -> list[ImageInput]:
+    """Image files and the files of image folders, as the commands take them; a missing file fails here,
+    before any model is downloaded."""
+    paths: list[ImageInput] = []
+    for image in images:
+        paths.extend(_expand(image))
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    return paths
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """MODEL, --weights, --random-init: how predict, export and embed name the model they load."""
     parser.add_argument("model", metavar="MODEL",
                         help="config name (resnet50_8xb32_in1k), hub:NAME[@REV], hf-hub:REPO or local-dir:PATH")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files or directories of images")
     parser.add_argument("--weights", metavar="FILE",
                         help="weights file (.safetensors) to load instead of the published weights")
     parser.add_argument("--random-init", action="store_true",
                         help="no weights at all: random initialisation (to try the command offline)")
+
+
+def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
+    """The model :func:`add_model_arguments`' flags name, loaded by :func:`get_model` (eval mode, CPU)."""
+    if args.weights and args.random_init:
+        raise ValueError("--weights and --random-init exclude each other")
+    return get_model(args.model, pretrained=args.weights or not args.random_init)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files or directories of images")
     parser.add_argument("--topk", type=positive_int, default=5, help="how many classes to show per image")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     parser.add_argument("--device", help="torch device, e.g. cuda; without it, cpu")
@@ -420,17 +448,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.weights and args.random_init:
+    if args.weights and args.random_init:  # before anything is read
         raise ValueError("--weights and --random-init exclude each other")
-    pretrained = args.weights or not args.random_init
-    paths: list[ImageInput] = []
-    for image in args.images:
-        paths.extend(_expand(image))
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:  # before any download
-        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    paths = expand_images(args.images)
     device = check_device(args.device)
-    inferencer = ImageClassificationInferencer(get_model(args.model, pretrained=pretrained), device=device,
+    inferencer = ImageClassificationInferencer(model_from_args(args), device=device,
                                                precision=args.precision)
     if args.precision == "auto":  # what auto chose and why, on stderr: stdout stays one line (or JSON) per image
         why = native_bf16(inferencer.device)

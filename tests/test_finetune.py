@@ -184,3 +184,29 @@ def test_a_resume_never_reads_the_starting_weights_again(bundle, tmp_path, monke
                                                              "dataset_name": "digits"}}))
     facts, note = trainer._start_facts(plan, plan.dataset, tmp_path)
     assert facts == {"pretrained": "local folder digits_r18", "dataset_name": "digits"} and note is None
+
+
+def test_an_mmpretrain_pth_without_a_hash_in_its_name_needs_sha256_or_no_verify(tmp_path):
+    """The issue's first wall: a user's own mmpretrain .pth. train now takes --sha256 / --no-verify as convert does,
+    and loads the backbone through the converter's mapping (checkpoint_io: weights_only, nothing unpickled)."""
+    from convert_helpers import checkpoint_dict, reference_model, sha256_of
+
+    full = load_config("resnet18_8xb16_cifar10")
+    reference = reference_model(full.name, seed=3)
+    path = tmp_path / "mine.pth"
+    torch.save(checkpoint_dict(reference, full.name, "mmpretrain-1.x"), path)
+
+    def load(source):
+        return load_pretrained(lambda **kw: trainer.create_model(full, num_classes=4, **kw), source, cfg=full,
+                               num_classes=4)
+
+    with pytest.raises(ValueError, match="--sha256"):
+        load(parse_pretrained(str(path)))
+    with pytest.raises(ValueError, match="sha256"):
+        load(parse_pretrained(str(path), sha256="0" * 64))
+    for source in (parse_pretrained(str(path), verify=False), parse_pretrained(str(path), sha256=sha256_of(path))):
+        model, lines = load(source)
+        got, want = model.state_dict(), reference.backbone.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in want.items()) and len(want) > 50
+        assert lines == ["pretrained: backbone from mmpretrain checkpoint mine.pth (mmpretrain keys mapped by the "
+                         "converter)", "new: fc (4 classes), freshly initialised"]
