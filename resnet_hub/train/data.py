@@ -17,8 +17,8 @@ Batches are ``(uint8 NCHW images, int64 labels)``; :class:`DeviceNormalize` turn
 normalized floats on the accelerator. Training batches come from :class:`TrainBatchSampler`,
 which makes the epoch a pure function of (seed, epoch, global batch), so that N processes x
 accumulation A sees the same micro-batches as any other split of the same N*A, and a resumed
-run continues mid-epoch exactly. Augmentation randomness is seeded per sample from the same
-key, so it does not depend on worker count or process count either.
+run continues mid-epoch exactly. Each batch's augmentation is seeded from its first key (its place
+in the epoch), so it does not depend on worker count or process count either.
 
 A streaming split is read by :class:`resnet_hub.train.streaming.StreamBatches` (decoded in
 DataLoader workers, split over processes and workers). A device-resident loader
