@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .atomic import replacing, write_json
+from .atomic import replacing, replacing_dir, write_json
 from .inference import fold_batchnorm, get_model
 
 __all__ = ["FORMATS", "MODEL_FILES", "PREPROCESSING_FILE", "TOLERANCE", "ExportedFile", "ExportMismatchError",
@@ -173,12 +174,26 @@ def export_model(model: Union[str, torch.nn.Module], output_dir: Union[str, Path
     finally:
         model.train(was_training)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {fmt: _write_checked(fmt, program, out / MODEL_FILES[fmt], model, images, expected, tolerance)
-             for fmt in formats}
-    write_json(out / PREPROCESSING_FILE, dict(preprocessing_spec(model), files={
-        f.format: dict(file=f.path.name, opset=f.opset, max_abs_diff_vs_timm=f.max_abs_diff) for f in files.values()}))
-    return files
+    _check_export_dir(out)
+    # the folder appears whole, as a bundle does: built beside it and swapped in (resnet_hub.atomic.replacing_dir)
+    with replacing_dir(out) as tmp:
+        files = {fmt: _write_checked(fmt, program, tmp / MODEL_FILES[fmt], model, images, expected, tolerance)
+                 for fmt in formats}
+        write_json(tmp / PREPROCESSING_FILE, dict(preprocessing_spec(model), files={
+            f.format: dict(file=f.path.name, opset=f.opset, max_abs_diff_vs_timm=f.max_abs_diff)
+            for f in files.values()}))
+    return {fmt: dataclasses.replace(f, path=out / f.path.name) for fmt, f in files.items()}
+
+
+def _check_export_dir(out: Path) -> None:
+    """An export replaces its folder whole: refuse one holding anything but an export's files."""
+    known = {*MODEL_FILES.values(), PREPROCESSING_FILE}
+    other = sorted(p.name for p in out.iterdir() if p.name not in known) if out.is_dir() else []
+    if other:
+        raise FileExistsError(f"{out} holds {', '.join(other[:5])}, which is not part of an export; the folder is "
+                              "replaced whole: choose an empty or new --output folder")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a folder")
 
 
 def preprocessing_spec(model: torch.nn.Module) -> dict:

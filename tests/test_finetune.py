@@ -158,7 +158,7 @@ def test_the_readme_fine_tune_commands_parse():
         assert args.pretrained and args.img_size
 
 
-def test_a_resume_never_reads_the_starting_weights_again(bundle, tmp_path, monkeypatch):
+def test_a_resume_never_reads_the_starting_weights_again(bundle, tmp_path, monkeypatch, capsys):
     """--resume builds a fresh model (the checkpoint has every weight) and takes the card's facts from run.json."""
     import argparse
 
@@ -180,6 +180,7 @@ def test_a_resume_never_reads_the_starting_weights_again(bundle, tmp_path, monke
     monkeypatch.setattr(pretrained, "source_facts", refuse)
     model = trainer._build_model(plan.recipe, plan, Accelerator(cpu=True))
     assert model.fc.out_features == 4
+    assert "pretrained: local folder digits_r18 not read again: --resume restores" in capsys.readouterr().out
     (tmp_path / "run.json").write_text(json.dumps({"start": {"pretrained": "local folder digits_r18",
                                                              "dataset_name": "digits"}}))
     facts, note = trainer._start_facts(plan, plan.dataset, tmp_path)
