@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import requires_mmpretrain
 from inference_helpers import CIFAR, photos, random_model, save
 from safetensors.torch import save_file
 
@@ -72,3 +73,17 @@ def test_predict_backend_onnxruntime_says_which_ran(model, tmp_path, capsys):
     assert [g["backend"] for g in got] == ["onnxruntime"] * 2
     assert [g["pred_label"] for g in got] == [e["pred_label"] for e in expected]
     assert "backend auto -> onnxruntime" in err and "backend onnxruntime: prepared in" in err
+
+
+@requires_mmpretrain
+@pytest.mark.slow
+@pytest.mark.mmpretrain
+def test_quick_backend_rows_run_side_by_side(tmp_path):
+    from resnet_hub.bench import benchmark
+
+    rows = benchmark.run_rows(["inference_backends"], benchmark.BenchContext(quick=True, workdir=tmp_path,
+                                                                             devices=("cpu",), log=lambda s: None))
+    assert [r.name for r in rows] == ["inference eager vs timm", "inference eager vs mmpretrain",
+                                      "inference onnxruntime vs timm", "inference onnxruntime vs mmpretrain",
+                                      "inference onnxruntime, fraction of fp32 peak"]
+    assert all(r.ours > 0 and r.reference > 0 and r.blocked is None for r in rows)
