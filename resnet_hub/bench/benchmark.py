@@ -69,7 +69,7 @@ class BenchRow:
     def as_json(self) -> dict:
         out = dict(name=self.name, ours=None if self.ours is None else round(self.ours, 4),
                    reference=None if self.reference is None else round(self.reference, 4),
-                   ratio=None if self.blocked else round(self.ratio, 4), unit=self.unit, device=self.device,
+                   ratio=None if self.blocked or self.reference is None else round(self.ratio, 4), unit=self.unit, device=self.device,
                    settings=self.settings)
         if self.blocked:
             out["blocked"] = self.blocked
@@ -731,6 +731,11 @@ def _warm_start_seconds(name: str, paths: Sequence[str], batch: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _figure(x: Optional[float]) -> str:
+    """A row's figure; "-" where a row has none (a one-sided row: a compile time has no reference)."""
+    return "-" if x is None else f"{x:.2f}"
+
+
 def run_rows(names: Sequence[str], ctx: BenchContext) -> list[BenchRow]:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
@@ -741,7 +746,7 @@ def run_rows(names: Sequence[str], ctx: BenchContext) -> list[BenchRow]:
             if row.blocked:
                 ctx.log(f"  {row.name}: blocked: {row.blocked}")
             else:
-                ctx.log(f"  {row.name} [{row.device}]: ours {row.ours:.2f}, reference {row.reference:.2f} "
+                ctx.log(f"  {row.name} [{row.device}]: ours {row.ours:.2f}, reference {_figure(row.reference)} "
                         f"{row.unit}, ratio {row.ratio:.2f}")
             rows.append(row)
     return rows
@@ -783,10 +788,12 @@ def write_markdown(rows: Sequence[BenchRow], path: Path, quick: bool) -> None:
             lines.append(f"| {r.name} | {r.device} | blocked | blocked | {r.unit} | - | - | "
                          f"not measured: {r.blocked}; {r.settings} |")
             continue
-        target = "-" if r.target is None else f">= {r.target:g} " + ("met" if r.ratio >= r.target else "**MISSED**")
-        lines.append(f"| {r.name} | {r.device} | {r.ours:.2f} | {r.reference:.2f} | {r.unit} | {r.ratio:.2f} | "
-                     f"{target} | {r.settings} |")
-    missed = [r for r in rows if not r.blocked and r.target is not None and r.ratio < r.target]
+        met = r.reference is not None and r.ratio >= (r.target or 0)
+        target = "-" if r.target is None or r.reference is None else f">= {r.target:g} " + (
+            "met" if met else "**MISSED**")
+        lines.append(f"| {r.name} | {r.device} | {r.ours:.2f} | {_figure(r.reference)} | {r.unit} | "
+                     f"{_figure(None if r.reference is None else r.ratio)} | {target} | {r.settings} |")
+    missed = [r for r in rows if not r.blocked and r.target is not None and r.reference and r.ratio < r.target]
     if missed:
         lines += ["", "Targets missed: " + "; ".join(f"{r.name} [{r.device}] {r.ratio:.2f} < {r.target:g}"
                                                     for r in missed) + "."]
