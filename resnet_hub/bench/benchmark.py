@@ -69,7 +69,8 @@ class BenchRow:
     def as_json(self) -> dict:
         out = dict(name=self.name, ours=None if self.ours is None else round(self.ours, 4),
                    reference=None if self.reference is None else round(self.reference, 4),
-                   ratio=None if self.blocked or self.reference is None else round(self.ratio, 4), unit=self.unit, device=self.device,
+                   ratio=None if self.blocked or self.reference is None else round(self.ratio, 4), unit=self.unit,
+                   device=self.device,
                    settings=self.settings)
         if self.blocked:
             out["blocked"] = self.blocked
