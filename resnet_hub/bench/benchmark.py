@@ -8,7 +8,9 @@ with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a ful
 
 Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``, same weights,
 same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32; blocked where the device lacks
-native bf16), ``pipeline`` / ``pipeline_cifar`` (the loader the trainer iterates, built by
+native bf16), ``inference_backends`` (``inference_model(backend=...)``, eager and ONNX Runtime, against plain
+timm eager with timm's transform and against mmpretrain, and the fraction of the measured fp32 matmul peak),
+``inference_compile`` (the inductor backend: throughput, compile time, warm-cache start-up), ``pipeline`` / ``pipeline_cifar`` (the loader the trainer iterates, built by
 :func:`resnet_hub.train.trainer.train_batches`, vs HF ``Image()`` + ``with_transform`` +
 ``torchvision.transforms.v2``, same workers), ``cores_per_gpu`` (CPU cores one H100 needs at 3,500 training
 images/s, from the ``pipeline`` row), ``decode`` (the trainer's JPEG decoder vs PIL), ``streaming`` (the
@@ -240,8 +242,8 @@ def inference_rows(ctx: BenchContext) -> Iterator[BenchRow]:
         yield BenchRow("inference", ours_ips, ref_ips, "images/s", device,
                        f"{name}, fp32, {n} JPEGs ~500x375 from disk, batch {batch} both sides, {threads} threads, "
                        f"median of {rounds}; same weights: top-1 agrees on {agree}/{n}; each side calls its "
-                       f"inference_model on the same model object every round (ours keeps its BN-folded "
-                       f"channels_last copy between calls)", target=1.3)
+                       f"inference_model on the same model object every round (ours keeps its BN-folded copy, "
+                       f"in the layout this CPU runs fastest, between calls)", target=1.3)
         yield _inference_bf16_row(ours_model, ref_model, ref_results, paths, batch, rounds, name, device)
 
 
