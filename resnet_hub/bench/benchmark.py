@@ -10,7 +10,8 @@ Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``infer
 same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32; blocked where the device lacks
 native bf16), ``inference_backends`` (``inference_model(backend=...)``, eager and ONNX Runtime, against plain
 timm eager with timm's transform and against mmpretrain, and the fraction of the measured fp32 matmul peak),
-``inference_compile`` (the inductor backend: throughput, compile time, warm-cache start-up), ``pipeline`` / ``pipeline_cifar`` (the loader the trainer iterates, built by
+``inference_compile`` (the inductor backend: throughput, compile time, warm-cache start-up), ``pipeline`` /
+``pipeline_cifar`` (the loader the trainer iterates, built by
 :func:`resnet_hub.train.trainer.train_batches`, vs HF ``Image()`` + ``with_transform`` +
 ``torchvision.transforms.v2``, same workers), ``cores_per_gpu`` (CPU cores one H100 needs at 3,500 training
 images/s, from the ``pipeline`` row), ``decode`` (the trainer's JPEG decoder vs PIL), ``streaming`` (the
