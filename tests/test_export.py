@@ -143,6 +143,17 @@ def test_export_command_bad_input_is_one_line(argv, message, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize("argv, message", [
+    ([CIFAR, "a.jpg", "--random-init", "--output", "e.txt"], "--output must end in .safetensors or .npy"),
+    ([CIFAR, "missing.jpg", "--random-init", "--output", "e.npy"], "no such image file: missing.jpg"),
+])
+def test_embed_command_bad_input_is_one_line(argv, message, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    result = run_command(["-m", "resnet_hub.cli", "embed", *argv], cwd=tmp_path)
+    assert result.returncode != 0 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 # ----------------------------------------------------------------------------- push --with-onnx, the card's snippets
 
 
