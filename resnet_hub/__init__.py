@@ -8,6 +8,7 @@
 """
 __version__ = "0.1.0"
 
+from .embed import embed_images  # noqa: E402
 from .inference import get_model, inference_model  # noqa: E402
 from .zoo import models  # noqa: E402,F401  (registers the zoo with timm)
 from .zoo.configs import (  # noqa: E402
@@ -27,4 +28,5 @@ _install_hub_prefix()
 __all__ = [
     "__version__", "DEFAULT_NAMESPACE", "HubConfig", "HubConfigError", "hub_namespace", "hub_repo_id",
     "list_configs", "load_config", "parse_model_name", "ModelName", "get_model", "inference_model",
+    "embed_images",
 ]

@@ -34,13 +34,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 
+from .backends import BACKENDS, cpu_channels_last, prepare_forward, resolve_backend
 from .commands import positive_int
 from .numerics import native_bf16, normalize
 from .zoo.names import parse_model_name
 
 __all__ = ["get_model", "inference_model", "ImageClassificationInferencer", "load_image", "check_weights_file",
-           "check_device", "eval_transform",
-           "preprocess", "resolve_precision", "PRECISIONS", "add_arguments", "run"]
+           "check_device", "eval_transform", "preprocess", "resolve_precision", "PRECISIONS", "fold_batchnorm",
+           "expand_images", "add_model_arguments", "model_from_args", "add_arguments", "run"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -251,8 +252,9 @@ def _to_bf16(model: torch.nn.Module, classifier: Optional[str]) -> torch.nn.Modu
     return model
 
 
-def _fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy with every conv -> BatchNorm pair folded into one conv (eval numerics unchanged)."""
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` (in eval mode) with every conv -> BatchNorm pair folded into one conv: the eval
+    numerics up to float rounding, fewer ops. What inference runs and what ``resnet-hub export`` writes."""
     from torch.fx.experimental.optimization import fuse
 
     try:
@@ -261,17 +263,24 @@ def _fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
         return copy.deepcopy(model)
 
 
+_fold = fold_batchnorm  # the inferencer's flag of that name hides the function inside __init__
+
+
 class ImageClassificationInferencer:
     """A model prepared once for fast inference; call it on images, as mmpretrain's class of this name.
 
-    The model given is not modified: a copy is made with BatchNorm folded and channels_last, in
-    ``precision`` (``"fp32"``, ``"bf16"`` or ``"auto"``, see :func:`resolve_precision`); the one
-    chosen is ``self.precision`` and each result's ``precision``.
+    The model given is not modified: a copy is made with BatchNorm folded, in the memory layout this CPU
+    runs fastest (``channels_last=None``: :func:`resnet_hub.backends.cpu_channels_last`; always on a GPU), in
+    ``precision`` (``"fp32"``, ``"bf16"`` or ``"auto"``, see :func:`resolve_precision`), run by ``backend``
+    (``"eager"``, ``"compile"``, ``"onnxruntime"`` or ``"auto"``, see :mod:`resnet_hub.backends`). The ones
+    chosen are ``self.precision`` / ``self.backend`` and each result's ``precision`` / ``backend``;
+    ``self.prepare_seconds`` is what preparing the backend cost (the ONNX export; for ``compile``, known after
+    the first batch: the compile), never counted in a throughput.
     """
 
     def __init__(self, model: Union[str, torch.nn.Module], pretrained: Union[bool, str, os.PathLike] = True,
                  device: Union[str, torch.device, None] = None, fold_batchnorm: bool = True,
-                 channels_last: bool = True, precision: str = "fp32"):
+                 channels_last: Optional[bool] = None, precision: str = "fp32", backend: str = "eager"):
         resolve_precision(precision)  # a bad value fails before any download
         if isinstance(model, str):
             model = get_model(model, pretrained=pretrained)
@@ -281,6 +290,7 @@ class ImageClassificationInferencer:
             device = next(model.parameters()).device
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
+        self.backend = resolve_backend(backend, self.device, self.precision)
         self.transform = eval_transform(model)
         data_cfg = resolve_data_config({}, model=model)
         self.mean, self.std = data_cfg["mean"], data_cfg["std"]
@@ -289,15 +299,23 @@ class ImageClassificationInferencer:
         self.classes = tuple(names) if names and (num_classes is None or len(names) == num_classes) else None
         was_training = model.training
         model.eval()
-        prepared = _fold_batchnorm(model) if fold_batchnorm else copy.deepcopy(model)
+        prepared = _fold(model) if fold_batchnorm else copy.deepcopy(model)
         model.train(was_training)
-        self.channels_last = channels_last
+        if channels_last is None:
+            channels_last = cpu_channels_last() if self.device.type == "cpu" else True
+        self.channels_last = channels_last and self.backend != "onnxruntime"  # ONNX Runtime takes NCHW
         self.model = prepared.eval().to(self.device)
-        if channels_last:
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.precision == "bf16":
             _to_bf16(self.model, _classifier_name(model))
         self.dtype = next(self.model.parameters()).dtype  # the input's: the first conv's
+        self._forward, self._prepare_seconds = prepare_forward(model, self.model, self.backend)
+
+    @property
+    def prepare_seconds(self) -> Optional[float]:
+        """Seconds spent preparing the backend: the ONNX export, the compile (None before the first batch), 0."""
+        return getattr(self._forward, "compile_seconds", self._prepare_seconds)
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images -> one normalized float batch on the device, as the model sees it."""
@@ -306,7 +324,7 @@ class ImageClassificationInferencer:
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Class probabilities, (N, num_classes), for up to a batch of images."""
-        return self.model(self.preprocess(images)).float().softmax(dim=-1)
+        return self._forward(self.preprocess(images)).float().softmax(dim=-1)
 
     def __call__(self, images: Union[ImageInput, Sequence[ImageInput]], topk: int = 5,
                  batch_size: int = 16) -> Union[dict, list[dict]]:
@@ -328,7 +346,7 @@ class ImageClassificationInferencer:
         top = [{"label": int(i), "score": float(s), "class": self._name(int(i))}
                for s, i in zip(scores, labels, strict=True)]
         return dict(pred_label=top[0]["label"], pred_score=top[0]["score"], pred_class=top[0]["class"],
-                    pred_scores=probs.numpy(), topk=top, precision=self.precision)
+                    pred_scores=probs.numpy(), topk=top, precision=self.precision, backend=self.backend)
 
     def _name(self, label: int) -> str | None:
         return self.classes[label] if self.classes is not None else None
@@ -353,7 +371,7 @@ def _expand(images: Union[ImageInput, Sequence[ImageInput]]) -> list[ImageInput]
 def inference_model(model: Union[str, torch.nn.Module], images: Union[ImageInput, Sequence[ImageInput]],
                     topk: int = 5, batch_size: int = 16, pretrained: Union[bool, str, os.PathLike] = True,
                     device: Union[str, torch.device, None] = None,
-                    precision: str = "fp32") -> Union[dict, list[dict]]:
+                    precision: str = "fp32", backend: str = "eager") -> Union[dict, list[dict]]:
     """Classify ``images`` with ``model`` (a name as for :func:`get_model`, or a model).
 
     ``images`` is a path, a PIL image, an HxWxC RGB numpy array, a list of them, or a directory.
@@ -363,13 +381,16 @@ def inference_model(model: Union[str, torch.nn.Module], images: Union[ImageInput
     image gives one dict; a list or a directory gives a list. ``pretrained`` applies when ``model``
     is a name (default: the published weights, as mmpretrain's ``inference_model``). ``precision``
     is ``"fp32"`` (default: mmpretrain's numerics), ``"bf16"`` or ``"auto"`` (bf16 where the device
-    runs it natively, else fp32; see :func:`resolve_precision`). A model's prepared copy is kept
+    runs it natively, else fp32; see :func:`resolve_precision`). ``backend`` is ``"eager"`` (default),
+    ``"compile"`` (inductor; minutes of compile on the first batch), ``"onnxruntime"`` or ``"auto"``
+    (see :mod:`resnet_hub.backends`); each result's ``backend`` says which ran. A model's prepared copy is kept
     between calls while its weights stay unchanged, so calling this per image is cheap.
     """
     if isinstance(model, torch.nn.Module):
-        inferencer = _cached_inferencer(model, device, precision)
+        inferencer = _cached_inferencer(model, device, precision, backend)
     else:
-        inferencer = ImageClassificationInferencer(model, pretrained=pretrained, device=device, precision=precision)
+        inferencer = ImageClassificationInferencer(model, pretrained=pretrained, device=device, precision=precision,
+                                                   backend=backend)
     return inferencer(images, topk=topk, batch_size=batch_size)
 
 
@@ -378,7 +399,8 @@ _PREPARED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, ImageClassif
     weakref.WeakKeyDictionary()
 
 
-def _cached_inferencer(model: torch.nn.Module, device, precision: str) -> ImageClassificationInferencer:
+def _cached_inferencer(model: torch.nn.Module, device, precision: str,
+                       backend: str = "eager") -> ImageClassificationInferencer:
     """The prepared copy of ``model`` from an earlier call, unless any of its tensors changed since.
 
     Calling ``inference_model(model, image)`` in a loop then folds BatchNorm once, not per image;
@@ -386,11 +408,11 @@ def _cached_inferencer(model: torch.nn.Module, device, precision: str) -> ImageC
     version counter or replaces it, and the next call prepares afresh.
     """
     weights = tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
-    key = (str(device), resolve_precision(precision, device or _device_of(model)), weights)
+    key = (str(device), resolve_precision(precision, device or _device_of(model)), backend, weights)
     cached = _PREPARED.get(model)
     if cached is not None and cached[0] == key:
         return cached[1]
-    inferencer = ImageClassificationInferencer(model, device=device, precision=precision)
+    inferencer = ImageClassificationInferencer(model, device=device, precision=precision, backend=backend)
     _PREPARED[model] = (key, inferencer)
     return inferencer
 
@@ -402,36 +424,60 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 # ----------------------------------------------------------------------------- resnet-hub predict
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def expand_images(images: Sequence[Union[str, os.PathLike]]) -> list[ImageInput]:
+    """Image files and the files of image folders, as the commands take them; a missing file fails here,
+    before any model is downloaded."""
+    paths: list[ImageInput] = []
+    for image in images:
+        paths.extend(_expand(image))
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    return paths
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """MODEL, --weights, --random-init: how predict, export and embed name the model they load."""
     parser.add_argument("model", metavar="MODEL",
                         help="config name (resnet50_8xb32_in1k), hub:NAME[@REV], hf-hub:REPO or local-dir:PATH")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files or directories of images")
     parser.add_argument("--weights", metavar="FILE",
                         help="weights file (.safetensors) to load instead of the published weights")
     parser.add_argument("--random-init", action="store_true",
                         help="no weights at all: random initialisation (to try the command offline)")
+
+
+def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
+    """The model :func:`add_model_arguments`' flags name, loaded by :func:`get_model` (eval mode, CPU)."""
+    if args.weights and args.random_init:
+        raise ValueError("--weights and --random-init exclude each other")
+    return get_model(args.model, pretrained=args.weights or not args.random_init)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files or directories of images")
     parser.add_argument("--topk", type=positive_int, default=5, help="how many classes to show per image")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     parser.add_argument("--device", help="torch device, e.g. cuda; without it, cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="bf16 pays only where the device runs it natively (a CPU with AVX512-BF16 or AMX, "
                              "a GPU with bf16); auto picks it there, else fp32")
+    parser.add_argument("--backend", choices=BACKENDS, default="eager",
+                        help="what runs the model: eager PyTorch, compile (inductor; minutes of compile first, "
+                             "cached across processes), onnxruntime (export extra), or auto: onnxruntime where "
+                             "installed on a CPU in fp32, else eager (resnet_hub/backends.py has the figures)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.weights and args.random_init:
+    if args.weights and args.random_init:  # before anything is read
         raise ValueError("--weights and --random-init exclude each other")
-    pretrained = args.weights or not args.random_init
-    paths: list[ImageInput] = []
-    for image in args.images:
-        paths.extend(_expand(image))
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:  # before any download
-        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    paths = expand_images(args.images)
     device = check_device(args.device)
-    inferencer = ImageClassificationInferencer(get_model(args.model, pretrained=pretrained), device=device,
-                                               precision=args.precision)
+    inferencer = ImageClassificationInferencer(model_from_args(args), device=device,
+                                               precision=args.precision, backend=args.backend)
+    if args.backend == "auto":
+        print(f"backend auto -> {inferencer.backend}", file=sys.stderr)
     if args.precision == "auto":  # what auto chose and why, on stderr: stdout stays one line (or JSON) per image
         why = native_bf16(inferencer.device)
         print(f"precision auto -> {inferencer.precision}: " +
@@ -450,6 +496,9 @@ def run(args: argparse.Namespace) -> int:
             results = inferencer([img for _, img in batch], topk=args.topk, batch_size=args.batch_size)
             for (path, _), result in zip(batch, results, strict=True):
                 _print_result(path, result, args.json)
+    if inferencer.backend != "eager" and inferencer.prepare_seconds is not None:  # the one-off cost, apart
+        print(f"backend {inferencer.backend}: prepared in {inferencer.prepare_seconds:.1f} s "
+              f"({'ONNX export' if inferencer.backend == 'onnxruntime' else 'compile, first batch'})", file=sys.stderr)
     if failed and len(paths) > 1:
         print(f"error: {failed} of {len(paths)} image(s) could not be read", file=sys.stderr)
     return 1 if failed else 0

@@ -7,7 +7,8 @@
 #                                         (pytest -m cuda) and the four GPU rows (resnet_hub/bench/benchmark_gpu.py)
 #                                         into benchmarks/gpu_<device>.json, in under 8 minutes
 #   bash scripts/gpu_check.sh --rehearse  here: the same steps on the CPU at tiny sizes, in a venv built like the
-#                                         GPU image (.gpu-rehearsal/, made once) or the interpreter PYTHON names
+#                                         GPU image (.gpu-rehearsal/venv, or GPU_REHEARSAL_ENV; made once) or
+#                                         the interpreter PYTHON names
 # PYTHON picks the interpreter (default: .venv/bin/python where it exists, which needs no .whl/, else python3);
 # --results DIR writes the JSON into DIR instead of benchmarks/.
 set -euo pipefail
@@ -204,7 +205,7 @@ while [ $# -gt 0 ]; do
         --prepare) mode=prepare ;;
         --rehearse) mode=rehearse ;;
         --results) [ $# -ge 2 ] || die "--results needs a folder"; results=$2; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift

@@ -156,3 +156,58 @@ def test_the_readme_fine_tune_commands_parse():
     for argv in trains:
         args = parser.parse_args(argv)
         assert args.pretrained and args.img_size
+
+
+def test_a_resume_never_reads_the_starting_weights_again(bundle, tmp_path, monkeypatch, capsys):
+    """--resume builds a fresh model (the checkpoint has every weight) and takes the card's facts from run.json."""
+    import argparse
+
+    from accelerate import Accelerator
+
+    from resnet_hub.train import pretrained
+    from resnet_hub.train.plan import resolve_plan
+
+    folder, _ = bundle
+    parser = argparse.ArgumentParser()
+    trainer.add_arguments(parser)
+    argv = ["--config", CIFAR.name, "--pretrained", str(folder), "--output-dir", str(tmp_path), "--num-classes", "4"]
+    plan = resolve_plan(parser.parse_args([*argv, "--resume"]), CIFAR, world_size=1, device_type="cpu")
+
+    def refuse(*a, **k):
+        raise AssertionError("the starting weights were read on --resume")
+
+    monkeypatch.setattr(pretrained, "load_pretrained", refuse)
+    monkeypatch.setattr(pretrained, "source_facts", refuse)
+    model = trainer._build_model(plan.recipe, plan, Accelerator(cpu=True))
+    assert model.fc.out_features == 4
+    assert "pretrained: local folder digits_r18 not read again: --resume restores" in capsys.readouterr().out
+    (tmp_path / "run.json").write_text(json.dumps({"start": {"pretrained": "local folder digits_r18",
+                                                             "dataset_name": "digits"}}))
+    facts, note = trainer._start_facts(plan, plan.dataset, tmp_path)
+    assert facts == {"pretrained": "local folder digits_r18", "dataset_name": "digits"} and note is None
+
+
+def test_an_mmpretrain_pth_without_a_hash_in_its_name_needs_sha256_or_no_verify(tmp_path):
+    """The issue's first wall: a user's own mmpretrain .pth. train now takes --sha256 / --no-verify as convert does,
+    and loads the backbone through the converter's mapping (checkpoint_io: weights_only, nothing unpickled)."""
+    from convert_helpers import checkpoint_dict, reference_model, sha256_of
+
+    full = load_config("resnet18_8xb16_cifar10")
+    reference = reference_model(full.name, seed=3)
+    path = tmp_path / "mine.pth"
+    torch.save(checkpoint_dict(reference, full.name, "mmpretrain-1.x"), path)
+
+    def load(source):
+        return load_pretrained(lambda **kw: trainer.create_model(full, num_classes=4, **kw), source, cfg=full,
+                               num_classes=4)
+
+    with pytest.raises(ValueError, match="--sha256"):
+        load(parse_pretrained(str(path)))
+    with pytest.raises(ValueError, match="sha256"):
+        load(parse_pretrained(str(path), sha256="0" * 64))
+    for source in (parse_pretrained(str(path), verify=False), parse_pretrained(str(path), sha256=sha256_of(path))):
+        model, lines = load(source)
+        got, want = model.state_dict(), reference.backbone.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in want.items()) and len(want) > 50
+        assert lines == ["pretrained: backbone from mmpretrain checkpoint mine.pth (mmpretrain keys mapped by the "
+                         "converter)", "new: fc (4 classes), freshly initialised"]

@@ -110,15 +110,18 @@ def test_fine_tune_predict_push_and_the_card(journey, tmp_path, capsys, monkeypa
     assert {p["label"] for p in classifier(Image.open(image), top_k=4)} == set(PHOTOS)
 
     # 3. from the bundle's .safetensors, and from hub: through an HF cache filled offline
-    _train(capsys, tmp_path / "from_file", str(bundle / "model.safetensors"), photos)
+    one_step = ("--limit-train", "4", "--limit-eval", "4")  # these two only need to start and finish
+    _train(capsys, tmp_path / "from_file", str(bundle / "model.safetensors"), photos, *one_step)
     fill_hf_cache(tmp_path / "hub", f"me/{CONFIG}", {"model.safetensors": (bundle / "model.safetensors").read_bytes(),
                                                      "config.json": (bundle / "config.json").read_bytes()})
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    printed, err = _train(capsys, tmp_path / "from_hub", f"hub:{CONFIG}", photos)
+    printed, err = _train(capsys, tmp_path / "from_hub", f"hub:{CONFIG}", photos, *one_step, "--model-ema")
     assert printed.startswith(f"pretrained: hub:{CONFIG}") and "dataset name: 'photos'" in err
     hub_card, hub_meta = _card(tmp_path / "from_hub" / "final")
     assert hub_meta["base_model"] == f"me/{CONFIG}" and hub_meta["datasets"] == ["photos"]
+    config = json.loads((tmp_path / "from_hub" / "final" / "config.json").read_text())
+    assert "(EMA weights)" in config["pretrained_cfg"]["description"]  # the bundle is the average, and says so
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
     # 4. push to the local Hub: the card is this model's, with no local path

@@ -41,8 +41,9 @@ def test_results_per_image_with_label_names_and_topk(model):
     expected = _plain_probs(model, images)
     names = model.pretrained_cfg["label_names"]
     for result, probs in zip(results, expected, strict=True):
-        assert set(result) == {"pred_label", "pred_score", "pred_class", "pred_scores", "topk", "precision"}
-        assert result["precision"] == "fp32"
+        assert set(result) == {"pred_label", "pred_score", "pred_class", "pred_scores", "topk", "precision",
+                               "backend"}
+        assert result["precision"] == "fp32" and result["backend"] == "eager"
         torch.testing.assert_close(torch.from_numpy(result["pred_scores"]), probs, rtol=1e-4, atol=1e-6)
         assert result["pred_label"] == int(probs.argmax())
         assert result["pred_score"] == pytest.approx(float(probs.max()), rel=1e-4)

@@ -123,3 +123,24 @@ def test_replacing_dir_leaves_the_old_folder_on_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and tree_digest(target).keys() == {"a"}
     assert oct(target.stat().st_mode & 0o777) != oct(0o700)  # not mkdtemp's private mode
     torch.manual_seed(0)
+
+
+def test_export_replaces_its_folder_whole_and_never_a_folder_of_other_files(tmp_path):
+    """`resnet-hub export` builds its folder beside the target and swaps it in, as convert does."""
+    from resnet_hub.export import PREPROCESSING_FILE, export_model
+
+    out = tmp_path / "deploy"
+    model = timm.create_model(R18).eval()
+    export_model(model, out, "pt2")
+    first = tree_digest(out)
+    assert sorted(first) == ["model.pt2", PREPROCESSING_FILE]
+    with torch.no_grad():
+        model.fc.bias.add_(1.0)
+    export_model(model, out, "pt2")  # another model's export: replaced whole, nothing left beside it
+    assert tree_digest(out).keys() == first.keys() and tree_digest(out) != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]
+    (out / "notes.txt").write_text("mine")
+    before = tree_digest(out)
+    with pytest.raises(FileExistsError, match="notes.txt, which is not part of an export"):
+        export_model(model, out, "pt2")
+    assert tree_digest(out) == before

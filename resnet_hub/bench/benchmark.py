@@ -8,7 +8,10 @@ with the machine (``--markdown``, by default ``benchmarks/RESULTS.md`` for a ful
 
 Rows here: ``inference`` (``resnet_hub.inference_model`` vs mmpretrain's ``inference_model``, same weights,
 same images) and ``inference bf16`` (ours in bf16 against mmpretrain in fp32; blocked where the device lacks
-native bf16), ``pipeline`` / ``pipeline_cifar`` (the loader the trainer iterates, built by
+native bf16), ``inference_backends`` (``inference_model(backend=...)``, eager and ONNX Runtime, against plain
+timm eager with timm's transform and against mmpretrain, and the fraction of the measured fp32 matmul peak),
+``inference_compile`` (the inductor backend: throughput, compile time, warm-cache start-up), ``pipeline`` /
+``pipeline_cifar`` (the loader the trainer iterates, built by
 :func:`resnet_hub.train.trainer.train_batches`, vs HF ``Image()`` + ``with_transform`` +
 ``torchvision.transforms.v2``, same workers), ``cores_per_gpu`` (CPU cores one H100 needs at 3,500 training
 images/s, from the ``pipeline`` row), ``decode`` (the trainer's JPEG decoder vs PIL), ``streaming`` (the
@@ -69,7 +72,8 @@ class BenchRow:
     def as_json(self) -> dict:
         out = dict(name=self.name, ours=None if self.ours is None else round(self.ours, 4),
                    reference=None if self.reference is None else round(self.reference, 4),
-                   ratio=None if self.blocked else round(self.ratio, 4), unit=self.unit, device=self.device,
+                   ratio=None if self.blocked or self.reference is None else round(self.ratio, 4), unit=self.unit,
+                   device=self.device,
                    settings=self.settings)
         if self.blocked:
             out["blocked"] = self.blocked
@@ -239,8 +243,8 @@ def inference_rows(ctx: BenchContext) -> Iterator[BenchRow]:
         yield BenchRow("inference", ours_ips, ref_ips, "images/s", device,
                        f"{name}, fp32, {n} JPEGs ~500x375 from disk, batch {batch} both sides, {threads} threads, "
                        f"median of {rounds}; same weights: top-1 agrees on {agree}/{n}; each side calls its "
-                       f"inference_model on the same model object every round (ours keeps its BN-folded "
-                       f"channels_last copy between calls)", target=1.3)
+                       f"inference_model on the same model object every round (ours keeps its BN-folded copy, "
+                       f"in the layout this CPU runs fastest, between calls)", target=1.3)
         yield _inference_bf16_row(ours_model, ref_model, ref_results, paths, batch, rounds, name, device)
 
 
@@ -586,6 +590,156 @@ def gpu_rows(ctx: BenchContext) -> Iterator[BenchRow]:
 # ----------------------------------------------------------------------------- running and reporting
 
 
+# ----------------------------------------------------------------------------- inference backends (issue 19)
+
+
+def timm_eager_inference(model, paths: Sequence[str], batch_size: int) -> torch.Tensor:
+    """What a timm user already has: PIL, timm's own eval transform (``create_transform`` with ToTensor and
+    Normalize), plain eager forward under ``inference_mode``; class probabilities."""
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    transform = create_transform(**resolve_data_config({}, model=model))
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start:start + batch_size]])
+            out.append(model(batch).softmax(-1))
+    return torch.cat(out)
+
+
+def matmul_gflops(threads: int, n: int = 4096, rounds: int = 3) -> float:
+    """The CPU's measured fp32 peak on ``threads`` cores: the best of ``rounds`` n x n matmuls, GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with torch_threads(threads):
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(rounds))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _backend_setup(ctx: BenchContext):
+    name = "resnet18_8xb32_in1k" if ctx.quick else "resnet50_8xb32_in1k"
+    n, batch, rounds = (8, 4, 1) if ctx.quick else (64, 16, 3)
+    paths = [str(p) for p in write_jpegs(ctx.workdir / "inference_backends", make_photos(n, seed=1))]
+    return name, n, batch, rounds, paths
+
+
+@register("inference_backends")
+def inference_backend_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    """``inference_model(..., backend=B)`` (JPEG decode included) per backend, against plain timm eager with
+    timm's eval transform and against mmpretrain's ``inference_model``, all in one run; and the fraction of the
+    CPU's measured fp32 peak the model alone reaches under ONNX Runtime."""
+    from mmpretrain.apis import inference_model as mmpretrain_inference_model
+
+    from resnet_hub.backends import resolve_backend
+    from resnet_hub.inference import ImageClassificationInferencer
+
+    name, n, batch, rounds, paths = _backend_setup(ctx)
+    ours_model, ref_model = inference_pair(name, "cpu")
+    threads = torch.get_num_threads()
+    for backend in ("eager", "onnxruntime"):
+        try:
+            resolve_backend(backend, torch.device("cpu"), "fp32")
+        except ImportError as e:
+            yield BenchRow(f"inference {backend} vs timm", None, None, "images/s", "cpu", name, blocked=str(e))
+            continue
+        inferencer = ImageClassificationInferencer(ours_model, backend=backend)
+
+        def ours(inf=inferencer) -> None:
+            inf(paths, batch_size=batch)
+
+        def plain_timm() -> None:
+            timm_eager_inference(ours_model, paths, batch)
+
+        def mmpretrain() -> None:
+            with contextlib.redirect_stdout(io.StringIO()):
+                mmpretrain_inference_model(ref_model, paths, batch_size=batch)
+
+        ctx.log(f"inference {backend} {name}: {n} JPEGs, batch {batch}, {rounds} rounds")
+        ours_ips, timm_ips = measure_pair(ours, plain_timm, items=n, rounds=rounds)
+        ours_ips2, mm_ips = measure_pair(ours, mmpretrain, items=n, rounds=rounds)
+        settings = (f"{name}, fp32, {n} JPEGs ~500x375 from disk (decode included), batch {batch}, {threads} threads, "
+                    f"median of {rounds}, interleaved; ours: inference_model backend={backend} (BN folded, "
+                    f"{'channels_last' if inferencer.channels_last else 'contiguous'}; prepared once, "
+                    f"{inferencer.prepare_seconds:.1f} s, not counted)")
+        yield BenchRow(f"inference {backend} vs timm", ours_ips, timm_ips, "images/s", "cpu",
+                       settings + "; reference: timm eager, timm's create_transform on PIL images", target=1.5)
+        yield BenchRow(f"inference {backend} vs mmpretrain", ours_ips2, mm_ips, "images/s", "cpu",
+                       settings + "; reference: mmpretrain's inference_model", target=2.0)
+        if backend == "onnxruntime":
+            yield _peak_fraction_row(inferencer, ours_model, batch, rounds, threads, name)
+
+
+def _peak_fraction_row(inferencer, model, batch: int, rounds: int, threads: int, name: str) -> BenchRow:
+    """The model alone (preprocessed batch in, logits out) in GFLOP/s against a large fp32 matmul on the same
+    threads: the fraction of the CPU's measured peak the backend reaches."""
+    from resnet_hub.hub.card import measure_complexity
+
+    size = model.pretrained_cfg["input_size"][-1]
+    flops = measure_complexity(model, size).flops * batch
+    x = torch.randn(batch, 3, size, size)
+    with torch.inference_mode():
+        inferencer._forward(x)
+        model_s = min(_timed(lambda: inferencer._forward(x)) for _ in range(max(rounds, 2)))
+    peak = matmul_gflops(threads)
+    return BenchRow("inference onnxruntime, fraction of fp32 peak", flops / model_s / 1e9, peak, "GFLOP/s", "cpu",
+                    f"{name}, batch {batch}, {threads} threads: the model alone in ONNX Runtime (FLOPs = 2 x MACs of "
+                    f"convolutions and the head) vs the best 4096x4096 fp32 matmul in torch; ratio = fraction",
+                    target=0.85)
+
+
+@register("inference_compile")
+def inference_compile_rows(ctx: BenchContext) -> Iterator[BenchRow]:
+    """``backend="compile"``: throughput once compiled (vs plain timm eager), the compile time in this process,
+    and the start-up of a second process that finds inductor's cache warm (both as rows of seconds)."""
+    from resnet_hub.inference import ImageClassificationInferencer
+
+    name, n, batch, rounds, paths = _backend_setup(ctx)
+    ours_model, _ = inference_pair(name, "cpu")
+    inferencer = ImageClassificationInferencer(ours_model, backend="compile")
+    inferencer(paths[:batch], batch_size=batch)  # compiles
+    compile_s = inferencer.prepare_seconds
+
+    def ours() -> None:
+        inferencer(paths, batch_size=batch)
+
+    ours_ips, timm_ips = measure_pair(ours, lambda: timm_eager_inference(ours_model, paths, batch), n, rounds)
+    layout = "channels_last" if inferencer.channels_last else "contiguous"
+    yield BenchRow("inference compile vs timm", ours_ips, timm_ips, "images/s", "cpu",
+                   f"{name}, fp32, {n} JPEGs, batch {batch}, inductor freezing, {layout}; compile not counted",
+                   target=1.5)
+    yield BenchRow("inference compile: compile time", compile_s, None, "s", "cpu",
+                   f"{name}, batch {batch}: the first batch in this process, its compile and one forward")
+    yield BenchRow("inference compile: warm-cache start-up", _warm_start_seconds(name, paths[:batch], batch), None,
+                   "s", "cpu", f"{name}: the first batch of a fresh process after this one filled inductor's cache")
+
+
+def _warm_start_seconds(name: str, paths: Sequence[str], batch: int) -> float:
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, resnet_hub\n"
+            "from resnet_hub.bench.benchmark import inference_pair\n"
+            "from resnet_hub.inference import ImageClassificationInferencer\n"
+            f"inf = ImageClassificationInferencer(inference_pair({name!r})[0], backend='compile')\n"
+            f"inf({list(paths)!r}, batch_size={batch})\n"
+            "print(json.dumps(inf.prepare_seconds))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _figure(x: Optional[float]) -> str:
+    """A row's figure; "-" where a row has none (a one-sided row: a compile time has no reference)."""
+    return "-" if x is None else f"{x:.2f}"
+
+
 def run_rows(names: Sequence[str], ctx: BenchContext) -> list[BenchRow]:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
@@ -596,7 +750,7 @@ def run_rows(names: Sequence[str], ctx: BenchContext) -> list[BenchRow]:
             if row.blocked:
                 ctx.log(f"  {row.name}: blocked: {row.blocked}")
             else:
-                ctx.log(f"  {row.name} [{row.device}]: ours {row.ours:.2f}, reference {row.reference:.2f} "
+                ctx.log(f"  {row.name} [{row.device}]: ours {row.ours:.2f}, reference {_figure(row.reference)} "
                         f"{row.unit}, ratio {row.ratio:.2f}")
             rows.append(row)
     return rows
@@ -638,10 +792,12 @@ def write_markdown(rows: Sequence[BenchRow], path: Path, quick: bool) -> None:
             lines.append(f"| {r.name} | {r.device} | blocked | blocked | {r.unit} | - | - | "
                          f"not measured: {r.blocked}; {r.settings} |")
             continue
-        target = "-" if r.target is None else f">= {r.target:g} " + ("met" if r.ratio >= r.target else "**MISSED**")
-        lines.append(f"| {r.name} | {r.device} | {r.ours:.2f} | {r.reference:.2f} | {r.unit} | {r.ratio:.2f} | "
-                     f"{target} | {r.settings} |")
-    missed = [r for r in rows if not r.blocked and r.target is not None and r.ratio < r.target]
+        met = r.reference is not None and r.ratio >= (r.target or 0)
+        target = "-" if r.target is None or r.reference is None else f">= {r.target:g} " + (
+            "met" if met else "**MISSED**")
+        lines.append(f"| {r.name} | {r.device} | {r.ours:.2f} | {_figure(r.reference)} | {r.unit} | "
+                     f"{_figure(None if r.reference is None else r.ratio)} | {target} | {r.settings} |")
+    missed = [r for r in rows if not r.blocked and r.target is not None and r.reference and r.ratio < r.target]
     if missed:
         lines += ["", "Targets missed: " + "; ".join(f"{r.name} [{r.device}] {r.ratio:.2f} < {r.target:g}"
                                                     for r in missed) + "."]

@@ -394,6 +394,7 @@ def render_card(cfg: HubConfig, model: torch.nn.Module, provenance: Mapping[str,
     data = card_data(cfg, facts, measured)
     card = ModelCard.from_template(data, template_path=str(template_path()),
                                    **_template_vars(cfg, model, facts, provenance),
+                                   **deploy_template_vars(cfg, facts.kind == "release"),
                                    results_table=results_markdown(data.eval_results, facts.num_classes))
     return str(card)
 
@@ -542,3 +543,36 @@ def _template_vars(cfg: HubConfig, model: torch.nn.Module, facts: CardFacts,
         "source": _source(cfg, provenance),
         "parity": _parity(provenance),
     }
+
+
+# ----------------------------------------------------------------------------- deployment sections
+
+
+def deploy_template_vars(cfg: HubConfig, release: bool) -> dict[str, Any]:
+    """The values of the card's "Export and deployment", "Feature Map Extraction", "Image Embeddings" and
+    "Model Comparison" sections: feature map shapes measured on the meta device, the zoo's table (with
+    mmpretrain's published results only on the card of mmpretrain's released weights)."""
+    import timm
+
+    size = cfg.eval.input_size
+    with torch.device("meta"):
+        feature_model = timm.create_model(cfg.name, features_only=True)
+        shapes = [tuple(f.shape) for f in feature_model(torch.empty(1, 3, size, size))]
+    return {"feature_shapes": shapes, "unpooled_shape": shapes[-1],
+            "zoo_table": zoo_table(highlight=cfg.name, results=release)}
+
+
+def zoo_table(highlight: str | None = None, results: bool = True) -> str:
+    """The zoo as a markdown table (config, dataset, input, params, GMACs and, with ``results``, mmpretrain's
+    published top-1/top-5), in mmpretrain's order, as ``resnet-hub list`` prints it; ``highlight`` in bold."""
+    from resnet_hub.cli import list_rows, select_configs
+
+    header = ["config", "dataset", "input", "params (M)", "GMACs", *(["top-1 (%)", "top-5 (%)"] if results else [])]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r in list_rows(select_configs()):
+        row = [f"**{r['name']}**" if r["name"] == highlight else r["name"], r["dataset"], str(r["input_size"]),
+               f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}"]
+        if results:
+            row += [f"{r['top1']:.2f}", "-" if r["top5"] is None else f"{r['top5']:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

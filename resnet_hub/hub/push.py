@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
@@ -49,6 +50,8 @@ __all__ = ["add_arguments", "run", "push_bundle", "plan_pushes", "check_repo_id"
 # What a failing Hub call raises: HfHubHTTPError is an OSError (as are socket errors and timeouts);
 # connection errors are the HTTP library's own HTTPError (httpx in huggingface_hub 1.x and 2.x),
 # found through HfHubHTTPError's bases so that this does not depend on which library that is.
+# the repo folder of the ONNX export: onnx/model.onnx is where optimum and transformers.js look
+ONNX_DIR = "onnx"
 NETWORK_ERRORS = (OSError, *[c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError"])
 
 
@@ -179,8 +182,9 @@ def _same_content(local: BundleFile, remote: RepoFile | None) -> bool:
 
 def push_bundle(api: HfApi, bundle: Bundle, repo_id: str, *, private: bool = False, revision: str | None = None,
                 create_pr: bool = False, overwrite_card: bool = False, token: str | None = None,
-                echo: Callable[[str], None] = print) -> PushResult:
-    """Push one checked bundle to ``repo_id``: create the repo if needed, then at most one commit."""
+                echo: Callable[[str], None] = print, extra: Sequence[BundleFile] = ()) -> PushResult:
+    """Push one checked bundle to ``repo_id``: create the repo if needed, then at most one commit.
+    ``extra`` files (``name`` is their path in the repo, e.g. ``onnx/model.onnx``) go in the same commit."""
     result = PushResult(repo_id)
     what = f"pushing {bundle.path} to {repo_id}"
     with _hub_step(what, "create_repo", token):
@@ -189,9 +193,9 @@ def push_bundle(api: HfApi, bundle: Bundle, repo_id: str, *, private: bool = Fal
         with _hub_step(what, f"create_branch {revision}", token):
             api.create_branch(repo_id, branch=revision, exist_ok=True)
     with _hub_step(what, "get_paths_info", token):
-        remote = {f.path: f for f in api.get_paths_info(repo_id, list(BUNDLE_FILES), revision=revision)
-                  if isinstance(f, RepoFile)}
-    changed = [f for f in bundle.files if not _same_content(f, remote.get(f.name))]
+        remote = {f.path: f for f in api.get_paths_info(repo_id, [*BUNDLE_FILES, *(f.name for f in extra)],
+                                                        revision=revision) if isinstance(f, RepoFile)}
+    changed = [f for f in (*bundle.files, *extra) if not _same_content(f, remote.get(f.name))]
     if not overwrite_card and CARD in remote and any(f.name == CARD for f in changed):
         changed = [f for f in changed if f.name != CARD]
         result.card_kept = True
@@ -221,14 +225,15 @@ def _card_repo_note(repo_id: str, bundle: Bundle) -> str | None:
     return None
 
 
-def _print_plan(plans: list[tuple[str, Bundle]], args: argparse.Namespace) -> None:
+def _print_plan(plans: list[tuple[str, Bundle]], args: argparse.Namespace,
+                extras: dict[str, tuple[BundleFile, ...]]) -> None:
     print("dry run: nothing is sent to the Hub")
     for repo_id, bundle in plans:
         how = "pull request against" if args.create_pr else "commit to"
         print(f"{repo_id} <- {bundle.path} ({how} {args.revision or 'main'}"
               f"{', private' if args.private else ''})")
-        for f in bundle.files:
-            print(f"  {f.name:<18} {f.size:>13,} bytes  sha256 {f.sha256}")
+        for f in (*bundle.files, *extras.get(repo_id, ())):
+            print(f"  {f.name:<24} {f.size:>13,} bytes  sha256 {f.sha256}")
         note = _card_repo_note(repo_id, bundle)
         if note:
             print(f"  {note}")
@@ -250,6 +255,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="check the bundles and print the plan (repo, files, sizes, sha256); no network")
     parser.add_argument("--overwrite-card", action="store_true",
                         help="replace a README.md on the Hub that differs from the bundle's (default: keep it)")
+    parser.add_argument("--with-onnx", action="store_true",
+                        help="also export each bundle to ONNX (checked against timm, see resnet-hub export) and add "
+                             f"{ONNX_DIR}/model.onnx and {ONNX_DIR}/preprocessing.json in the same commit")
     parser.add_argument("--token", metavar="TOKEN",
                         help="Hugging Face write token, as `hf upload --token` (default: HF_TOKEN or the one saved by "
                              "`hf auth login`); never printed")
@@ -259,20 +267,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     plans = plan_pushes(args.bundle, args.repo_id, args.all_dir)
-    if args.dry_run:
-        _print_plan(plans, args)
-        return 0
-    token = args.token or get_token()
-    if not token:
+    token = None if args.dry_run else args.token or get_token()
+    if not args.dry_run and not token:
         raise CommandError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login` (nothing was "
                            "pushed)")
-    api = HfApi(token=token, library_name="resnet_hub", library_version=__version__)
-    with _quiet_client():
-        _push_all(api, plans, args, token)
+    with tempfile.TemporaryDirectory(prefix="resnet_hub_onnx_") as tmp:
+        # every export is made and checked before anything is sent: one that fails pushes nothing
+        extras = {repo_id: onnx_files(bundle, Path(tmp) / str(i)) for i, (repo_id, bundle) in enumerate(plans)
+                  } if args.with_onnx else {}
+        if args.dry_run:
+            _print_plan(plans, args, extras)
+            return 0
+        api = HfApi(token=token, library_name="resnet_hub", library_version=__version__)
+        with _quiet_client():
+            _push_all(api, plans, args, token, extras)
     return 0
 
 
-def _push_all(api: HfApi, plans: list[tuple[str, Bundle]], args: argparse.Namespace, token: str) -> None:
+def onnx_files(bundle: Bundle, folder: Path) -> tuple[BundleFile, ...]:
+    """The bundle exported to ONNX in ``folder`` (:func:`resnet_hub.export.export_model`, checked against the
+    bundle's timm model), as files for the repo's ``onnx/`` folder: model.onnx and preprocessing.json."""
+    from resnet_hub.export import MODEL_FILES, PREPROCESSING_FILE, export_model
+    from resnet_hub.hashing import sha256_file
+    from resnet_hub.inference import get_model
+
+    export_model(get_model(f"local-dir:{bundle.path}", pretrained=True), folder, "onnx")
+    return tuple(BundleFile(f"{ONNX_DIR}/{n}", folder / n, (folder / n).stat().st_size, sha256_file(folder / n))
+                 for n in (MODEL_FILES["onnx"], PREPROCESSING_FILE))
+
+
+def _push_all(api: HfApi, plans: list[tuple[str, Bundle]], args: argparse.Namespace, token: str,
+              extras: dict[str, tuple[BundleFile, ...]]) -> None:
     """Push the repos in order; on a failure, say which are on the Hub and which a re-run will push."""
     for i, (repo_id, bundle) in enumerate(plans):
         note = _card_repo_note(repo_id, bundle)
@@ -280,7 +305,8 @@ def _push_all(api: HfApi, plans: list[tuple[str, Bundle]], args: argparse.Namesp
             print(note)
         try:
             push_bundle(api, bundle, repo_id, private=args.private, revision=args.revision,
-                        create_pr=args.create_pr, overwrite_card=args.overwrite_card, token=token)
+                        create_pr=args.create_pr, overwrite_card=args.overwrite_card, token=token,
+                        extra=extras.get(repo_id, ()))
         except CommandError as e:
             if len(plans) == 1:
                 raise

@@ -5,9 +5,8 @@ The trainer is ``trainer.run``, in parts: ``plan`` (the run's settings, resolved
 and ``evaluate`` (the eval loop, and ``resnet-hub eval``). ``python -m resnet_hub.train`` (and
 ``accelerate launch -m resnet_hub.train``) is ``resnet-hub train``.
 
-Importing this package is light (``resnet_hub.inference`` uses its ``pipeline``); the trainer's
-names (``build_train_step``, ``main``, ``run``, ...) load from ``resnet_hub.train.trainer`` on
-first use.
+Importing this package is light; the trainer's names (``build_train_step``, ``main``, ``run``, ...) load from
+``resnet_hub.train.trainer`` on first use.
 """
 import importlib
 

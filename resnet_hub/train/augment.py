@@ -292,7 +292,8 @@ class TrainAugmentation:
     """A recipe's augmentation ops, run in order on a uint8 batch or list of images on any device.
 
     ``aug(images, generator)`` returns the augmented uint8 ``(B, C, S, S)`` batch (channels_last);
-    ``return_params=True`` also returns each op's drawn parameters.
+    ``return_params=True`` also returns each op's drawn parameters; ``stack=False`` leaves a list of images
+    unstacked, for a collate function that stacks anyway.
     """
 
     ops: tuple
@@ -310,7 +311,8 @@ class TrainAugmentation:
             k += 1
         return TrainAugmentation(self.ops[:k]), TrainAugmentation(self.ops[k:])
 
-    def __call__(self, images: Images, generator: Optional[torch.Generator] = None, return_params: bool = False):
+    def __call__(self, images: Images, generator: Optional[torch.Generator] = None, return_params: bool = False,
+                 stack: bool = True):
         params = []
         for op in self.ops:
             images, p = VOCABULARY[op.type].fn(op, images, generator)
@@ -318,7 +320,8 @@ class TrainAugmentation:
         if isinstance(images, list):
             if len({tuple(im.shape) for im in images}) > 1:
                 raise ValueError("images of different sizes and no crop or resize to one size in the augmentation")
-            images = torch.stack(images).contiguous(memory_format=torch.channels_last)
+            if stack:
+                images = torch.stack(images).contiguous(memory_format=torch.channels_last)
         return (images, params) if return_params else images
 
 
@@ -360,17 +363,16 @@ class TrainTransform:
         self._global_rngs = any(not VOCABULARY[op.type].on_device for op in self.augmentation.ops)
         self._generator = torch.Generator()
 
-    def batch(self, images: Sequence, seed: Optional[int] = None) -> torch.Tensor:
+    def batch(self, images: Sequence, seed: Optional[int] = None, stack: bool = True) -> Images:
+        """The images augmented together; ``stack=False``: a list (or batch) for a collate function to stack."""
         # HWC memory is channels_last as it comes, which torch's uint8 resize is fastest on
         tensors = [torch.from_numpy(np.asarray(image) if isinstance(image, np.ndarray) else np.array(image))
                    .permute(2, 0, 1) for image in images]
-        if seed is None:
-            return self.augmentation(tensors)
-        generator = self._generator.manual_seed(seed)
-        if not self._global_rngs:
-            return self.augmentation(tensors, generator)
+        generator = None if seed is None else self._generator.manual_seed(seed)
+        if seed is None or not self._global_rngs:
+            return self.augmentation(tensors, generator, stack=stack)
         with _GlobalRngs(seed):
-            return self.augmentation(tensors, generator)
+            return self.augmentation(tensors, generator, stack=stack)
 
     def __call__(self, image) -> torch.Tensor:
         return self.batch([image])[0]

@@ -17,8 +17,8 @@ Batches are ``(uint8 NCHW images, int64 labels)``; :class:`DeviceNormalize` turn
 normalized floats on the accelerator. Training batches come from :class:`TrainBatchSampler`,
 which makes the epoch a pure function of (seed, epoch, global batch), so that N processes x
 accumulation A sees the same micro-batches as any other split of the same N*A, and a resumed
-run continues mid-epoch exactly. Augmentation randomness is seeded per sample from the same
-key, so it does not depend on worker count or process count either.
+run continues mid-epoch exactly. Each batch's augmentation is seeded from its first key (its place
+in the epoch), so it does not depend on worker count or process count either.
 
 A streaming split is read by :class:`resnet_hub.train.streaming.StreamBatches` (decoded in
 DataLoader workers, split over processes and workers). A device-resident loader
@@ -304,10 +304,12 @@ def decode_rgb(value: Any) -> np.ndarray:
     interleaved rounds, 2-core AVX2 EPYC under load): decode to an array at 836 images/s, against
     torchvision.io 1,076 (deprecated since torchvision 0.29), TorchCodec 759 (a binary tied to one torch
     release) and PIL 754; on the trainer's per-image path (decode to an array, crop, resize) 5.0 ms against
-    7.0 with PIL (measured at another load; PIL's array costs a second copy). PyTurboJPEG needs a system libturbojpeg.
-    Reduced-scale decoding (PIL's ``draft``, libjpeg-turbo's scaled IDCT) is not used: it changes pixels
-    unless the crop that follows is at least twice the output size, which no RandomResizedCrop 224 of an
-    image under 448 px (ImageNet's typical 500x375) ever is.
+    7.0 with PIL (measured at another load; PIL's array costs a second copy); the benchmark's ``decode`` row
+    measures it against PIL in every run. PyTurboJPEG needs a system libturbojpeg, which the image lacks.
+    Reduced-scale decoding (half scale on the same JPEGs: PIL's ``draft`` 1,057 images/s, simplejpeg's
+    ``min_factor=2`` 1,587) is not used: it changes pixels unless the crop that follows is at least twice
+    the output size, which no RandomResizedCrop 224 of an image under 448 px (ImageNet's typical 500x375)
+    ever is.
     """
     data = _encoded(value)
     if isinstance(data, str):
@@ -393,7 +395,7 @@ def samples_from_rows(rows: Sequence[dict], transform, image_column: str, label_
             errors.append(f"row {index}: {type(e).__name__}: {e}")
     good = [image for image in decoded if image is not None]
     try:
-        augmented = iter(transform.batch(good, seed) if good else ())
+        augmented = iter(transform.batch(good, seed, stack=False) if good else ())  # collate_images stacks
     except ValueError as e:  # the recipe cannot take these images (e.g. smaller than its crop)
         augmented = iter(())
         errors = [err or f"row {index}: ValueError: {e}" for err, index in zip(errors, indices, strict=True)]

@@ -13,8 +13,8 @@ Resume mid-epoch is exact for the same layout (processes, ``--grad-accum``, ``--
 files): the epoch is replayed from its start. Its first micro-batches are read but not decoded
 (each worker skips, undecoded, a lower bound of the batches it delivered before the resume point;
 the main process drops the exact count), because ``IterableDataset.state_dict()`` does not keep
-the shuffle buffer and would resume into another order. Augmentation randomness is seeded per
-sample from (seed, epoch, process, worker, position in the worker's stream).
+the shuffle buffer and would resume into another order. Each micro-batch's augmentation is seeded
+from (seed, epoch, process, worker, its position in the worker's stream).
 """
 from __future__ import annotations
 

@@ -379,6 +379,9 @@ def _build_model(cfg: HubConfig, plan: TrainPlan, acc) -> torch.nn.Module:
             acc.print(line)
     else:
         model = create()
+        if plan.pretrained:
+            acc.print(f"pretrained: {plan.pretrained.description} not read again: --resume restores every weight "
+                      "from its checkpoint")
     if plan.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
