@@ -556,7 +556,8 @@ def deploy_template_vars(cfg: HubConfig, release: bool) -> dict[str, Any]:
 
     size = cfg.eval.input_size
     with torch.device("meta"):
-        feature_model = timm.create_model(cfg.name, features_only=True)
+        # the architecture alone sets the shapes: a config of one's own is no registered model name
+        feature_model = timm.create_model(cfg.architecture_name, features_only=True)
         shapes = [tuple(f.shape) for f in feature_model(torch.empty(1, 3, size, size))]
     return {"feature_shapes": shapes, "unpooled_shape": shapes[-1],
             "zoo_table": zoo_table(highlight=cfg.name, results=release)}
