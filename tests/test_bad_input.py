@@ -256,3 +256,15 @@ def test_tampered_bundles_are_refused_where_the_trainer_starts_from_them(bundle,
 
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_pretrained(create, parse_pretrained(f"local-dir:{tampered}"), cfg=cfg, num_classes=10)
+
+
+@pytest.mark.parametrize("case", ["input_size", "truncated weights"])
+def test_tampered_bundles_are_refused_where_export_reads_them(bundle, tmp_path, capsys, case):
+    """Case 7 for export, which loads a bundle through predict's get_model: the same one line, nothing written."""
+    from resnet_hub import export
+
+    edits, needle = TAMPERED[case]
+    tampered = _tamper(bundle, tmp_path, **edits)
+    code, out, err = _cli(export, [f"local-dir:{tampered}", "--format", "pt2", "--output", tmp_path / "deploy"], capsys)
+    _one_error(code, err, needle)
+    assert not (tmp_path / "deploy").exists()

@@ -32,8 +32,12 @@ def _places(command: str, image: str, folder: str) -> list[list[str]]:
                   ["--config", CIFAR, "--precision", TOKEN]],
         "eval": [["--model", TOKEN], [CIFAR, "--split", "x", "--batch-size", TOKEN]],
         "bench": [["--only", TOKEN], ["--device", TOKEN]],
+        "export": [[TOKEN, "--output", folder], [CIFAR, "--random-init", "--format", TOKEN, "--output", folder],
+                   [CIFAR, "--weights", TOKEN, "--output", folder]],
+        "embed": [[TOKEN, image, "--output", f"{folder}/e.npy"], [CIFAR, TOKEN, "--random-init", "--output", "e.npy"],
+                  [CIFAR, image, "--random-init", "--batch-size", TOKEN, "--output", "e.npy"]],
     }
-    return common + own[command]
+    return common + own.get(command, [])  # a new subcommand is tested in the common wrong places at least
 
 
 @pytest.mark.parametrize("command", list(cli.COMMANDS))

@@ -751,7 +751,7 @@ def run_rows(names: Sequence[str], ctx: BenchContext) -> list[BenchRow]:
                 ctx.log(f"  {row.name}: blocked: {row.blocked}")
             else:
                 ctx.log(f"  {row.name} [{row.device}]: ours {row.ours:.2f}, reference {_figure(row.reference)} "
-                        f"{row.unit}, ratio {row.ratio:.2f}")
+                        f"{row.unit}, ratio {_figure(None if row.reference is None else row.ratio)}")
             rows.append(row)
     return rows
 

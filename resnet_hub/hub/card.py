@@ -556,10 +556,11 @@ def deploy_template_vars(cfg: HubConfig, release: bool) -> dict[str, Any]:
 
     size = cfg.eval.input_size
     with torch.device("meta"):
-        # the architecture alone sets the shapes: a config of one's own is no registered model name
-        feature_model = timm.create_model(cfg.architecture_name, features_only=True)
+        feature_model = timm.create_model(cfg.architecture_name, features_only=True)  # a user's YAML config too
         shapes = [tuple(f.shape) for f in feature_model(torch.empty(1, 3, size, size))]
-    return {"feature_shapes": shapes, "unpooled_shape": shapes[-1],
+    from resnet_hub.zoo.configs import list_configs
+
+    return {"feature_shapes": shapes, "unpooled_shape": shapes[-1], "in_zoo": cfg.name in list_configs(),
             "zoo_table": zoo_table(highlight=cfg.name, results=release)}
 
 
