@@ -146,11 +146,13 @@ def test_base_model_only_for_a_hub_repo():
 def _fine_tune_provenance(data_dir):
     """What the trainer records for a fine-tune (the card facts agreed with it), with a local data folder."""
     return {"trained_with": "resnet_hub.train", "dataset": str(data_dir), "train_split": "train", "epoch": 1,
+            "top1": 75.0, "top5": 100.0,
             "model_name": "shapes_r18_ft", "repo_id": "alice/shapes_r18_ft",
             "base_model": resnet_hub.hub_repo_id(STOCK),
             "pretrained": f"hub:{STOCK}", "dataset_name": "shapes", "ema": True,
             "plan": {"opt": "adamw", "lr": 0.0005, "sched": "cosine", "epochs": 2, "warmup_epochs": 0,
-                     "smoothing": 0.1, "img_size": 224, "init": str(data_dir / "start.safetensors")}}
+                     "smoothing": 0.1, "img_size": 224, "init": str(data_dir / "start.safetensors"),
+                     "momentum": None}}
 
 
 def _usage_names(text):
@@ -181,6 +183,8 @@ def test_fine_tuned_card_describes_these_weights(tmp_path):
     assert {(r.dataset_name, r.dataset_type, r.metric_type, r.metric_value) for r in results} == {
         ("shapes", "shapes", "accuracy", 75.0)}  # no top-5 for 4 classes, no mmpretrain figure
     assert "top-5" not in card.text.lower() and "top_k=4" in card.text and "topk=4" in card.text
+    assert "`top5`" not in card.text and "- `top1`: 75" in card.text  # the run's record, less what 4 classes void
+    assert "momentum" not in card.text and "- `init`: start.safetensors" in card.text  # unset: not shown
     assert str(tmp_path) not in text and "private" not in text  # no local path, on any line
     recipe = card.text.split("## Training recipe", 1)[1].split("## Citation")[0]
     assert "- `opt`: adamw" in recipe and "- `sched`: cosine" in recipe and "- `epochs`: 2" in recipe

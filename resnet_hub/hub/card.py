@@ -508,8 +508,9 @@ def _template_vars(cfg: HubConfig, model: torch.nn.Module, facts: CardFacts,
         "kind": facts.kind,
         "converted": facts.kind == "release",
         "facts": facts,
-        "provenance": [(k, _number(v)) for k, v in sorted(provenance.items()) if k not in _SHOWN_ELSEWHERE],
-        "plan": [(k, _number(v)) for k, v in (facts.plan or {}).items()],
+        "provenance": [(k, _number(v)) for k, v in sorted(provenance.items())
+                       if k not in _SHOWN_ELSEWHERE and (facts.top5 or k != "top5")],
+        "plan": [(k, _number(v)) for k, v in (facts.plan or {}).items() if v is not None],  # settings not in play: none
         "name": facts.name,
         "repo_id": facts.repo_id,
         "zoo": facts.zoo,
