@@ -81,8 +81,9 @@ def deployed(deployer, tmp_path_factory):
             files = export_model(random_model(name), folder, ("onnx", "pt2"), input_size=input_size(name))
             outputs = {fmt: run_exported(f.path, images) for fmt, f in files.items()}
             if key in _representatives():
-                for fmt, f in files.items():
-                    np.testing.assert_array_equal(deployer(f.path, images, folder), outputs[fmt])
+                for fmt, f in files.items():  # 1 thread there, this process's threads here: rounding differs
+                    got = deployer(f.path, images, folder)
+                    assert np.abs(got - outputs[fmt]).max() / max(1.0, np.abs(outputs[fmt]).max()) <= TOLERANCE
             for f in files.values():
                 f.path.unlink()
             cache[key] = images, outputs
