@@ -201,6 +201,43 @@ def test_precision_is_resolved_and_reported(bundle, capsys, monkeypatch, precisi
     assert result["precision"] == ran and result["images"] == 8
 
 
+def test_onnxruntime_backend_scores_as_eager_and_says_which_ran(bundle, capsys):
+    """--backend onnxruntime evaluates the BN-folded ONNX export: the same top-1/top-5 over the same 16 images
+    as eager (their logits agree to about 1e-7 relative, resnet_hub.export.TOLERANCE's measurement, far below
+    any gap between a random model's top classes here), the export's cost apart, and the result names it."""
+    from resnet_hub import commands
+    from resnet_hub.train import evaluate
+
+    argv = [f"local-dir:{bundle}", "--dataset", "digits", "--limit", "16", "--batch-size", "8", "--workers", "0",
+            "--no-progress", "--cpu"]
+    results = {}
+    for backend in ("eager", "onnxruntime"):
+        assert commands.main(evaluate.add_arguments, evaluate.run, "eval", [*argv, "--backend", backend]) == 0
+        results[backend] = json.loads(capsys.readouterr().out)
+    eager, ort = results["eager"], results["onnxruntime"]
+    assert (eager["backend"], ort["backend"]) == ("eager", "onnxruntime")
+    assert ort["prepare_seconds"] > 0 and "prepare_seconds" not in eager
+    assert (ort["top1"], ort["top5"], ort["images"]) == (eager["top1"], eager["top5"], eager["images"]) == (
+        eager["top1"], eager["top5"], 16)
+
+
+def test_onnxruntime_backend_outside_fp32_is_one_line(bundle, capsys):
+    from accelerate.state import AcceleratorState
+
+    from resnet_hub import commands
+    from resnet_hub.train import evaluate
+
+    argv = [f"local-dir:{bundle}", "--dataset", "digits", "--limit", "8", "--workers", "0", "--no-progress", "--cpu",
+            "--precision", "bf16", "--backend", "onnxruntime"]
+    AcceleratorState._reset_state(reset_partial_state=True)  # a new mixed precision in this process
+    try:
+        code = commands.main(evaluate.add_arguments, evaluate.run, "eval", argv)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    err = capsys.readouterr().err
+    assert code == 1 and "fp32" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_bad_precision_is_one_line(capsys):
     from resnet_hub import commands
     from resnet_hub.train import evaluate

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from resnet_hub.backends import BACKENDS, prepare_forward, resolve_backend
 from resnet_hub.commands import non_negative_int, positive_int
 from resnet_hub.train.plan import ACCELERATE_PRECISION
 
@@ -70,8 +71,9 @@ def create_pretrained(name: str):
 
 
 def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers: int = 0,
-                   progress: bool = True) -> dict:
-    """top-1/top-5 of ``model`` over ``images`` (a :class:`resnet_hub.train.data.LabeledImages`)."""
+                   progress: bool = True, backend: str = "eager") -> dict:
+    """top-1/top-5 of ``model`` over ``images`` (a :class:`resnet_hub.train.data.LabeledImages`), run by
+    ``backend`` (resolved, see :mod:`resnet_hub.backends`); a non-eager backend adds ``prepare_seconds``."""
     import torch
     from timm.data import resolve_data_config
 
@@ -81,12 +83,43 @@ def evaluate_model(model, images, accelerator, *, batch_size: int = 64, workers:
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          collate_fn=eval_collate(data_cfg["input_size"]),
                                          pin_memory=accelerator.device.type == "cuda")
-    model, loader = accelerator.prepare(model, loader)
+    if backend == "eager":
+        model, loader = accelerator.prepare(model, loader)
+    else:  # one CPU process in fp32 (checked in run): the prepared forward replaces the module
+        model, loader = BackendModel(model, backend), accelerator.prepare(loader)
     normalize = DeviceNormalize(data_cfg["mean"], data_cfg["std"]).to(accelerator.device)
     start = time.perf_counter()
     metrics = evaluate_loop(model, loader, accelerator, normalize, progress=progress)
     seconds = time.perf_counter() - start
-    return dict(metrics, seconds=round(seconds, 3), images_per_s=round(metrics["images"] / seconds, 1))
+    # the export or compile, reported apart from the throughput (a compile runs in the first batch)
+    extra = {"prepare_seconds": round(model.prepare_seconds, 3)} if backend != "eager" else {}
+    return dict(metrics, seconds=round(seconds, 3), images_per_s=round(metrics["images"] / seconds, 1), **extra)
+
+
+class BackendModel:
+    """The BN-folded ``model`` run by a non-eager backend of :mod:`resnet_hub.backends` (``compile`` or
+    ``onnxruntime``), with the module interface :func:`evaluate_loop` uses."""
+
+    def __init__(self, model, backend: str):
+        from resnet_hub.inference import fold_batchnorm
+
+        start = time.perf_counter()
+        self._forward, _ = prepare_forward(model, fold_batchnorm(model), backend)
+        self._seconds = time.perf_counter() - start
+
+    @property
+    def prepare_seconds(self) -> float:
+        """The export (onnxruntime) or the first batch's compile beyond its forward (compile)."""
+        return self._seconds + (getattr(self._forward, "compile_seconds", None) or 0.0)
+
+    def __call__(self, x):
+        return self._forward(x)
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
 
 
 def measured_result(dataset: str, split_data, split: str, metrics: Mapping, *, dataset_name: Optional[str] = None,
@@ -242,11 +275,12 @@ def run(args: argparse.Namespace) -> int:
         split = splits.train
     check_label_space(model, splits.num_classes, _named_classes(split, spec.label_column),
                       args.dataset_name or spec.path)
+    backend = _backend(args.backend, accelerator)
     if args.limit is not None:
         split = split.select(range(min(args.limit, len(split))))
     images = D.LabeledImages(split, eval_transform(model), spec.image_column, spec.label_column)
     metrics = evaluate_model(model, images, accelerator, batch_size=args.batch_size, workers=args.workers,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, backend=backend)
     if model.num_classes < TOP5_MIN_CLASSES:  # every label is in the top 5: the figure would say nothing
         metrics["top5"] = None
     if args.bad_images == "error" and metrics["skipped"]:
@@ -254,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
                           "drop and count them")
     result = {"model": model_name, "config": cfg.name if cfg else None, "dataset": spec.path,
               "split": args.split or splits.spec.eval_split, "processes": accelerator.num_processes,
-              "precision": _our_word(accelerator.mixed_precision), **metrics}
+              "precision": _our_word(accelerator.mixed_precision), "backend": backend, **metrics}
     if accelerator.is_main_process:
         text = json.dumps(result, indent=2)
         print(text)
@@ -290,6 +324,18 @@ def eval_precision(precision: str, cpu: bool = False) -> str:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(PartialState(cpu=cpu).device) else "fp32"
+
+
+def _backend(backend: str, accelerator) -> str:
+    """``--backend`` resolved (``auto`` as predict resolves it); a non-eager one evaluates one process in fp32."""
+    precision = _our_word(accelerator.mixed_precision)
+    resolved = resolve_backend(backend, accelerator.device, precision)
+    if resolved != "eager" and (accelerator.num_processes > 1 or precision != "fp32"):
+        if backend == "auto":
+            return "eager"
+        raise ValueError(f"--backend {resolved} evaluates in one process in fp32; got {accelerator.num_processes} "
+                         f"process(es) in {precision}: use --backend eager")
+    return resolved
 
 
 def _our_word(mixed_precision: str) -> str:
@@ -330,6 +376,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=EVAL_PRECISIONS,
                    help="bf16 (autocast) pays only where the device runs it natively (a CPU with AVX512-BF16 or "
                         "AMX, a GPU with bf16); auto picks it there, else fp32; the result says which ran")
+    p.add_argument("--backend", choices=BACKENDS, default="eager",
+                   help="what runs the BN-folded model (as predict): eager, compile (inductor, freezing), onnxruntime "
+                        "(one process, CPU, fp32; the export extra) or auto; the result says which ran")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images of the split")
     p.add_argument("--bad-images", default="skip", choices=["skip", "error"],
                    help="unreadable images: count them as skipped, or fail")
