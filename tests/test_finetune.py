@@ -93,9 +93,16 @@ def test_base_model_of_local_weights_comes_from_their_metadata(bundle, tmp_path,
                                                           "base_model": "me/digits_r18"}
     in1k = load_config("resnet18_8xb32_in1k")
     tensors = {"x": torch.zeros(1)}
+    released_sha = in1k.checkpoint.sha256 or in1k.checkpoint.sha256_prefix
     for name, meta, base in [("release", {"config": in1k.name, "source_url": in1k.checkpoint.url},
                               f"zoo/{in1k.name}"),
-                             ("other", {"config": in1k.name, "source_url": "https://example.com/x.pth"}, None)]:
+                             ("other", {"config": in1k.name, "source_url": "https://example.com/x.pth"}, None),
+                             # the release's URL, but a file of another sha256 (convert --no-verify): not the release
+                             ("unverified", {"config": in1k.name, "source_url": in1k.checkpoint.url,
+                                             "source_sha256": "0" * 64}, None),
+                             ("local release", {"config": in1k.name, "source_file": "r18.pth",
+                                                "source_sha256": released_sha},
+                              f"zoo/{in1k.name}")]:
         path = tmp_path / f"{name}.safetensors"
         path.write_bytes(save(tensors, metadata=meta))
         assert source_facts(parse_pretrained(str(path))).get("base_model") == base

@@ -195,11 +195,12 @@ def _bundle_base_model(path: Path) -> Optional[str]:
     if meta.get("repo_id"):
         return meta["repo_id"]
     config = meta.get("config")
-    if config and meta.get("source_url"):
+    if config:
+        from resnet_hub.hub.card import from_release
         from resnet_hub.zoo.configs import all_configs, hub_repo_id
 
         cfg = all_configs().get(config)
-        if cfg is not None and meta["source_url"] == cfg.checkpoint.url:
+        if cfg is not None and from_release(cfg, meta):  # the card's own test: sha256 first, else the URL
             return hub_repo_id(config)
     return None
 
